@@ -1,0 +1,84 @@
+"""Every Redis key and RQ queue name streamrec uses, and nowhere else.
+
+All keys start with ``streamrec:`` so that ``SCAN streamrec:*`` accounts for every one
+(RQ's own keys start with ``rq:``). Per-user keys carry the user id in a hash tag
+(``{...}``) so that a Redis Cluster keeps one user's keys in one slot.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+PREFIX = "streamrec"
+
+EVENTS_QUEUE = "events"
+TRAINING_QUEUE = "training"
+ALL_QUEUES = (EVENTS_QUEUE, TRAINING_QUEUE)
+
+Space = Literal["users", "items"]
+
+
+def user_history_key(user: str) -> str:
+    """Hash item -> summed weight of the user's additive events (plays, clicks, ...)."""
+    return f"{PREFIX}:user:{{{user}}}:history"
+
+
+def user_ratings_key(user: str) -> str:
+    """Hash item -> "<rating> <stamp>": the user's newest rating of that item and its order."""
+    return f"{PREFIX}:user:{{{user}}}:ratings"
+
+
+def user_version_key(user: str) -> str:
+    """Counter: the user's history version, i.e. the number of events applied to the user."""
+    return f"{PREFIX}:user:{{{user}}}:version"
+
+
+def user_keys(user: str) -> tuple[str, str, str]:
+    """The per-user history keys, in the order the Lua scripts expect them."""
+    return (user_history_key(user), user_ratings_key(user), user_version_key(user))
+
+
+def vocab_key(space: Space) -> str:
+    """Hash external id -> dense integer id."""
+    return f"{PREFIX}:vocab:{space}"
+
+
+def vocab_reverse_key(space: Space) -> str:
+    """Hash dense integer id -> external id."""
+    return f"{PREFIX}:vocab:{space}:reverse"
+
+
+def vocab_counter_key(space: Space) -> str:
+    """Counter handing out the next dense id (ids of forgotten users are not reused)."""
+    return f"{PREFIX}:vocab:{space}:next"
+
+
+def item_names_key() -> str:
+    """Hash item id -> display name (movie title, artist name)."""
+    return f"{PREFIX}:items:names"
+
+
+def popularity_key() -> str:
+    """Sorted set item -> number of distinct users who interacted with it."""
+    return f"{PREFIX}:popularity"
+
+
+def last_seen_key() -> str:
+    """Sorted set user -> timestamp of the user's newest event."""
+    return f"{PREFIX}:users:last-seen"
+
+
+def ledger_key() -> str:
+    """Sorted set batch id -> time applied: the applied-batch ledger."""
+    return f"{PREFIX}:ledger"
+
+
+def stats_key() -> str:
+    """Hash of counters: events_applied, batches_applied, batches_duplicate, dead_letters."""
+    return f"{PREFIX}:stats"
+
+
+def dead_letters_key() -> str:
+    """List of JSON dead-letter entries, newest first."""
+    return f"{PREFIX}:dead-letters"
+

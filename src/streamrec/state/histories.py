@@ -1,0 +1,252 @@
+"""Per-user interaction histories and the atomic application of event batches.
+
+A user's history is two hashes: ``history`` (item -> summed weight of additive kinds, each
+event's weight times its kind's multiplier) and ``ratings`` (item -> the newest rating, by
+timestamp then event id, so the result does not depend on arrival order). A counter holds
+the history ``version`` (the number of events applied to the user, so it only grows); a
+sorted set holds each user's newest event time. A batch, its ledger entry and its dead letters are written by one
+Lua script: a redelivered batch finds its id in the ledger and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from streamrec import keys
+from streamrec.producer.events import Event
+from streamrec.settings import RATING_KIND, Settings
+from streamrec.state.scripts import script
+
+_GLOBAL_KEYS = (
+    keys.ledger_key(),
+    keys.stats_key(),
+    keys.popularity_key(),
+    keys.dead_letters_key(),
+    keys.last_seen_key(),
+    keys.vocab_key("users"),
+    keys.vocab_reverse_key("users"),
+    keys.vocab_counter_key("users"),
+    keys.vocab_key("items"),
+    keys.vocab_reverse_key("items"),
+    keys.vocab_counter_key("items"),
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event (or payload) that could not be applied, and why.
+
+    Attributes:
+        reason: the validation message.
+        field: the field at fault (``payload`` when the whole event is unreadable).
+        payload: the event as received (JSON-ready).
+        batch_id: the batch it came in, or the import it came from.
+        at: epoch seconds when it was dead-lettered.
+    """
+
+    reason: str
+    field: str
+    payload: Any
+    batch_id: str
+    at: float
+
+    def to_json(self) -> str:
+        """The JSON stored in the dead-letter list."""
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "field": self.field,
+                "payload": _jsonable(self.payload),
+                "batch_id": self.batch_id,
+                "at": self.at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DeadLetter:
+        """Parse an entry of the dead-letter list."""
+        data = json.loads(text)
+        return cls(data["reason"], data["field"], data["payload"], data["batch_id"], data["at"])
+
+
+@dataclass(frozen=True)
+class TouchedUser:
+    """A user whose history a batch changed: external id, dense id and new history version."""
+
+    user: str
+    dense_id: int
+    version: int
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What applying a batch did.
+
+    Attributes:
+        batch_id: the batch.
+        applied: False when the batch id was already in the ledger (nothing changed).
+        events: events applied.
+        dead_letters: entries added to the dead-letter list.
+        users: users whose history changed.
+        new_items: (item, dense id) of items first seen in this batch.
+    """
+
+    batch_id: str
+    applied: bool
+    events: int = 0
+    dead_letters: int = 0
+    users: tuple[TouchedUser, ...] = ()
+    new_items: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """A user's stored history.
+
+    Attributes:
+        user: external id.
+        interactions: item -> summed weight of additive events.
+        ratings: item -> newest rating.
+        version: history version: the number of events applied to the user.
+        last_ts: newest event timestamp, epoch seconds (None if no events).
+    """
+
+    user: str
+    interactions: dict[str, float]
+    ratings: dict[str, float]
+    version: int
+    last_ts: float | None
+
+    @property
+    def items(self) -> set[str]:
+        """Every item the user interacted with in any way."""
+        return set(self.interactions) | set(self.ratings)
+
+
+class HistoryStore:
+    """Reads and atomically changes per-user histories.
+
+    Args:
+        connection: a redis-py client.
+        settings: kind weights, ledger retention and dead-letter limit.
+    """
+
+    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+        self.connection = connection
+        self.settings = settings
+        self._apply = script(connection, "apply_batch")
+        self._forget = script(connection, "forget_user")
+
+    def apply(
+        self, batch_id: str, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()
+    ) -> BatchOutcome:
+        """Apply a batch of validated events and its dead letters, exactly once."""
+        return self.apply_many([(batch_id, events, dead_letters)])[0]
+
+    def apply_many(
+        self, batches: Iterable[tuple[str, Sequence[Event], Sequence[DeadLetter]]]
+    ) -> list[BatchOutcome]:
+        """Apply several batches in one round trip; each is atomic on its own."""
+        now = time.time()
+        with self.connection.pipeline(transaction=False) as pipe:
+            ids = []
+            for batch_id, events, dead in batches:
+                keys_, args = self._script_args(batch_id, events, dead, now)
+                self._apply(keys=keys_, args=args, client=pipe)
+                ids.append(batch_id)
+            replies = pipe.execute()
+        return [_outcome(batch_id, reply) for batch_id, reply in zip(ids, replies, strict=True)]
+
+    def get(self, user: str) -> UserHistory:
+        """The stored history of ``user`` (empty if unknown)."""
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.user_history_key(user))
+            pipe.hgetall(keys.user_ratings_key(user))
+            pipe.get(keys.user_version_key(user))
+            pipe.zscore(keys.last_seen_key(), user)
+            interactions, ratings, version, last_ts = pipe.execute()
+        return UserHistory(
+            user=user,
+            interactions={k.decode(): float(v) for k, v in interactions.items()},
+            ratings={k.decode(): float(v.split(b" ", 1)[0]) for k, v in ratings.items()},
+            version=int(version or 0),
+            last_ts=float(last_ts) if last_ts is not None else None,
+        )
+
+    def forget(self, user: str, extra_keys: Sequence[str] = ()) -> bool:
+        """Delete every key of ``user`` and its share of the popularity counts.
+
+        Args:
+            user: external id.
+            extra_keys: further per-user keys to delete in the same transaction.
+
+        Returns:
+            True if anything of the user existed.
+        """
+        keys_ = [
+            *keys.user_keys(user),
+            keys.popularity_key(),
+            keys.vocab_key("users"),
+            keys.vocab_reverse_key("users"),
+            keys.last_seen_key(),
+            *extra_keys,
+        ]
+        return bool(self._forget(keys=keys_, args=[user]))
+
+    def _script_args(
+        self, batch_id: str, events: Sequence[Event], dead: Sequence[DeadLetter], now: float
+    ) -> tuple[list[str], list[Any]]:
+        users: dict[str, int] = {}
+        weights = self.settings.kind_weights
+        flat: list[Any] = []
+        for ev in events:
+            index = users.setdefault(ev.user, len(users) + 1)
+            if ev.kind == RATING_KIND:
+                value = f"{ev.weight!r} {ev.timestamp:020.6f} {ev.event_id}"
+                flat += (index, ev.item, "r", value, repr(ev.timestamp))
+            else:
+                flat += (index, ev.item, "s", repr(ev.weight * weights[ev.kind]), repr(ev.timestamp))
+        keys_ = list(_GLOBAL_KEYS)
+        for user in users:
+            keys_ += keys.user_keys(user)
+        args: list[Any] = [
+            batch_id,
+            repr(now),
+            repr(now - self.settings.ledger_retention),
+            self.settings.dead_letter_limit,
+            len(users),
+            len(dead),
+            *users,
+            *(d.to_json() for d in dead),
+            *flat,
+        ]
+        return keys_, args
+
+
+def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
+    applied, n_events, n_dead, users, new_items = reply
+    return BatchOutcome(
+        batch_id=batch_id,
+        applied=bool(applied),
+        events=int(n_events),
+        dead_letters=int(n_dead),
+        users=tuple(TouchedUser(u.decode(), int(i), int(v)) for u, i, v in users),
+        new_items=tuple((name.decode(), int(i)) for name, i in new_items),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        if isinstance(value, bytes | bytearray):
+            return value.decode("utf-8", errors="replace")
+        return repr(value)

@@ -1,0 +1,91 @@
+-- Apply one batch of validated events atomically together with its batch id.
+--
+-- KEYS[1] ledger  KEYS[2] stats  KEYS[3] popularity  KEYS[4] dead letters  KEYS[5] last seen
+-- KEYS[6..8] user vocab, reverse, counter   KEYS[9..11] item vocab, reverse, counter
+-- KEYS[12..] three keys per distinct user: history, ratings, version
+-- ARGV: batch_id, now, ledger cutoff, dead-letter limit, n_users, n_dead,
+--       the n_users user ids, the n_dead dead-letter JSON entries, then five values
+--       per event: user index (1-based), item, mode ('s' sum | 'r' rating),
+--       value (summed weight, or "rating stamp" for ratings), timestamp.
+-- A rating is stored as "<rating> <stamp>"; the stamp (zero-padded time, then event id)
+-- orders ratings so that the newest wins whatever the arrival order.
+-- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version}...}, {{item, dense id}...}}
+local batch_id = ARGV[1]
+if redis.call('ZSCORE', KEYS[1], batch_id) then
+  redis.call('HINCRBY', KEYS[2], 'batches_duplicate', 1)
+  return {0, 0, 0, {}, {}}
+end
+redis.call('ZADD', KEYS[1], ARGV[2], batch_id)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+
+local n_users = tonumber(ARGV[5])
+local n_dead = tonumber(ARGV[6])
+
+local function dense_id(vocab, reverse, counter, ext)
+  local id = redis.call('HGET', vocab, ext)
+  if id then return id, false end
+  id = tostring(redis.call('INCR', counter) - 1)
+  redis.call('HSET', vocab, ext, id)
+  redis.call('HSET', reverse, id, ext)
+  return id, true
+end
+
+local user_ids, counts, last = {}, {}, {}
+for u = 1, n_users do
+  user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[6 + u])
+  counts[u] = 0
+  last[u] = -1
+end
+
+local base = 6 + n_users
+if n_dead > 0 then
+  for d = 1, n_dead do redis.call('LPUSH', KEYS[4], ARGV[base + d]) end
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
+  redis.call('HINCRBY', KEYS[2], 'dead_letters', n_dead)
+end
+base = base + n_dead
+
+local n_events = (#ARGV - base) / 5
+local new_items, item_seen = {}, {}
+for e = 0, n_events - 1 do
+  local o = base + e * 5
+  local u = tonumber(ARGV[o + 1])
+  local item, value = ARGV[o + 2], ARGV[o + 4]
+  local history, ratings = KEYS[9 + u * 3], KEYS[10 + u * 3]
+  if not item_seen[item] then
+    local id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
+    item_seen[item] = true
+    if created then table.insert(new_items, {item, id}) end
+  end
+  local first = false
+  if ARGV[o + 3] == 's' then
+    if redis.call('HSETNX', history, item, value) == 1 then
+      first = redis.call('HEXISTS', ratings, item) == 0
+    else
+      redis.call('HINCRBYFLOAT', history, item, value)
+    end
+  else
+    local old = redis.call('HGET', ratings, item)
+    local stamp = string.sub(value, string.find(value, ' ', 1, true) + 1)
+    if not old then
+      redis.call('HSET', ratings, item, value)
+      first = redis.call('HEXISTS', history, item) == 0
+    elseif stamp >= string.sub(old, string.find(old, ' ', 1, true) + 1) then
+      redis.call('HSET', ratings, item, value)
+    end
+  end
+  if first then redis.call('ZINCRBY', KEYS[3], 1, item) end
+  counts[u] = counts[u] + 1
+  local ts = tonumber(ARGV[o + 5])
+  if ts > last[u] then last[u] = ts end
+end
+
+local users = {}
+for u = 1, n_users do
+  local version = redis.call('INCRBY', KEYS[11 + u * 3], counts[u])
+  redis.call('ZADD', KEYS[5], 'GT', last[u], ARGV[6 + u])
+  users[u] = {ARGV[6 + u], user_ids[u], version}
+end
+redis.call('HINCRBY', KEYS[2], 'events_applied', n_events)
+redis.call('HINCRBY', KEYS[2], 'batches_applied', 1)
+return {1, n_events, n_dead, users, new_items}

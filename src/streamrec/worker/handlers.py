@@ -1,0 +1,109 @@
+"""What a worker does with a batch of events, without RQ: validate, apply, then the hooks.
+
+The hooks are where the models plug in: each runs after a batch is in the state, with the
+batch's outcome and its valid events, and must be idempotent, because a redelivered batch
+(recognised by the ledger, so not applied twice) still runs them: its first delivery may
+have died after applying and before its hooks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from streamrec.errors import InvalidEventError
+from streamrec.producer.events import Event, EventValidator
+from streamrec.settings import Settings
+from streamrec.state.histories import BatchOutcome, DeadLetter, HistoryStore
+
+logger = logging.getLogger(__name__)
+
+#: Called after each batch with its outcome and its valid events.
+AfterApply = Callable[[BatchOutcome, Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A raw batch split into valid events and dead letters."""
+
+    batch_id: str
+    events: list[Event]
+    dead_letters: list[DeadLetter]
+
+
+class EventHandler:
+    """Applies raw batches to the state; never raises on bad data.
+
+    Args:
+        connection: a redis-py client.
+        settings: validation rules and state settings.
+        hooks: run after each batch (fold-in plugs in here).
+    """
+
+    def __init__(
+        self, connection: redis.Redis, settings: Settings, hooks: Sequence[AfterApply] = ()
+    ) -> None:
+        self.validator = EventValidator(settings)
+        self.store = HistoryStore(connection, settings)
+        self.hooks = list(hooks)
+
+    def parse(self, batch_id: Any, events: Any) -> ParsedBatch:
+        """Validate a raw batch; anything invalid becomes a dead letter with its reason.
+
+        A missing or malformed batch id is replaced by a digest of the payload, so that a
+        redelivery of the same payload is still recognised.
+        """
+        now = time.time()
+        if not isinstance(batch_id, str) or not batch_id or len(batch_id) > 200:
+            digest = hashlib.sha256(_canonical(events).encode()).hexdigest()[:32]
+            logger.warning("batch without a usable id (%r): using content id %s", batch_id, digest)
+            batch_id = f"content-{digest}"
+        if not isinstance(events, list):
+            letter = DeadLetter(
+                f"batch must be a list of events (got a {type(events).__name__})",
+                "payload",
+                events,
+                batch_id,
+                now,
+            )
+            return ParsedBatch(batch_id, [], [letter])
+        valid: list[Event] = []
+        dead: list[DeadLetter] = []
+        for raw in events:
+            try:
+                valid.append(self.validator.parse(raw))
+            except InvalidEventError as exc:
+                dead.append(DeadLetter(str(exc), exc.field, raw, batch_id, now))
+        return ParsedBatch(batch_id, valid, dead)
+
+    def handle(self, batch_id: Any, events: Any) -> BatchOutcome:
+        """Validate, apply atomically with the batch id, then run the hooks."""
+        batch = self.parse(batch_id, events)
+        outcome = self.store.apply(batch.batch_id, batch.events, batch.dead_letters)
+        if outcome.applied:
+            logger.info(
+                "batch %s: applied %d events, %d dead letters, %d users",
+                outcome.batch_id,
+                outcome.events,
+                outcome.dead_letters,
+                len(outcome.users),
+            )
+        else:
+            logger.info("batch %s: already applied, skipped", outcome.batch_id)
+        for hook in self.hooks:
+            hook(outcome, batch.events)
+        return outcome
+
+
+def _canonical(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)

@@ -1,0 +1,44 @@
+"""RQ job functions: thin entry points that decode and delegate to the handlers.
+
+Jobs run in a worker process started by :mod:`streamrec.worker.runner`; they receive only
+JSON-serialisable arguments (RQ runs with its JSON serializer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import get_current_job
+
+from streamrec.settings import Settings
+from streamrec.state.connection import connect
+from streamrec.worker.handlers import EventHandler
+
+_handlers: dict[int, EventHandler] = {}
+
+
+def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
+    """Apply one micro-batch of events (see :class:`~streamrec.worker.handlers.EventHandler`).
+
+    Returns:
+        A summary: batch id, whether it was applied (False for a redelivery), events applied,
+        dead letters and users touched.
+    """
+    outcome = _handler().handle(batch_id, events)
+    return {
+        "batch_id": outcome.batch_id,
+        "applied": outcome.applied,
+        "events": outcome.events,
+        "dead_letters": outcome.dead_letters,
+        "users": len(outcome.users),
+    }
+
+
+def _handler() -> EventHandler:
+    job = get_current_job()
+    connection: redis.Redis = job.connection if job is not None else connect(Settings.from_env())
+    handler = _handlers.get(id(connection))
+    if handler is None:
+        handler = _handlers[id(connection)] = EventHandler(connection, Settings.from_env())
+    return handler
