@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streamrec.errors import RedisUnavailableError
 from streamrec.settings import Settings
@@ -106,7 +108,8 @@ class EmbeddedRedis:
         if not self.is_running():
             return False
         try:
-            self.client().shutdown(save=True)
+            # No retries: SHUTDOWN drops the connection, and redis-py 8 would resend it.
+            self.client(retry=Retry(NoBackoff(), 0)).shutdown(save=True)
         except (redis.ConnectionError, OSError):
             pass  # SHUTDOWN closes the connection under us
         deadline = time.monotonic() + _START_TIMEOUT

@@ -1,0 +1,75 @@
+"""What every command shares: settings, a lazy Redis connection, a console, error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import update_wrapper
+from typing import Any, TypeVar
+
+import click
+import redis
+from rich.console import Console
+
+from streamrec.errors import (
+    ConfigError,
+    DatasetError,
+    ImportFormatError,
+    InvalidEventError,
+    NotFoundError,
+    RedisUnavailableError,
+    StreamrecError,
+)
+from streamrec.settings import Settings
+from streamrec.state.connection import connect
+
+#: Exit codes by error class (the first matching class wins); anything else exits 1.
+EXIT_CODES: tuple[tuple[type[StreamrecError], int], ...] = (
+    (InvalidEventError, 3),
+    (ImportFormatError, 3),
+    (NotFoundError, 4),
+    (RedisUnavailableError, 5),
+    (DatasetError, 6),
+    (ConfigError, 7),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    """Per-invocation state of the CLI."""
+
+    settings: Settings
+    console: Console = field(default_factory=Console)
+    _connection: redis.Redis | None = None
+
+    @property
+    def connection(self) -> redis.Redis:
+        """The Redis client (the embedded server is started on first use)."""
+        if self._connection is None:
+            self._connection = connect(self.settings)
+        return self._connection
+
+
+class CommandError(click.ClickException):
+    """A StreamrecError reported to the user with its exit code."""
+
+    def __init__(self, error: StreamrecError) -> None:
+        super().__init__(str(error))
+        self.exit_code = next((code for cls, code in EXIT_CODES if isinstance(error, cls)), 1)
+
+
+def pass_app(func: F) -> F:
+    """Give a command the :class:`AppContext` and turn StreamrecErrors into exit codes."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return ctx.invoke(func, ctx.find_object(AppContext), *args, **kwargs)
+        except StreamrecError as exc:
+            logging.getLogger(__name__).debug("command failed", exc_info=True)
+            raise CommandError(exc) from exc
+
+    return update_wrapper(wrapper, func)  # type: ignore[return-value]

@@ -1,0 +1,108 @@
+"""``streamrec demo``: the whole pipeline on generated data, on the embedded Redis."""
+
+from __future__ import annotations
+
+import time
+
+import click
+import redis
+from rich.table import Table
+
+from streamrec import keys
+from streamrec.cli.context import AppContext, pass_app
+from streamrec.cli.ingest import progress_bar
+from streamrec.cli.operate import _stop, status
+from streamrec.producer.bulk import BulkLoader
+from streamrec.producer.producer import Producer
+from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.state.histories import HistoryStore
+from streamrec.state.queues import queue
+from streamrec.state.vocab import ItemCatalog
+from streamrec.worker.runner import spawn_workers
+
+
+@click.command()
+@click.option("--users", type=int, default=500, show_default=True, help="Synthetic users.")
+@click.option("--items", type=int, default=400, show_default=True, help="Synthetic items.")
+@click.option("--live-users", type=int, default=25, show_default=True, help="Users who arrive live.")
+@click.option("--rate", type=float, default=400.0, show_default=True, help="Live events per second.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--reset", is_flag=True, help="Delete all streamrec state and queued jobs first.")
+@pass_app
+def demo(
+    app: AppContext, users: int, items: int, live_users: int, rate: float, seed: int, reset: bool
+) -> None:
+    """Generate data, import its history, replay live events through producer and worker."""
+    conn = app.connection
+    if reset:
+        _reset(conn)
+    elif conn.exists(keys.vocab_key("users")):
+        raise click.ClickException(
+            "this Redis already holds streamrec state; run `streamrec demo --reset` to wipe it "
+            "(or point STREAMREC_HOME / STREAMREC_REDIS_URL elsewhere)"
+        )
+    data = generate(SyntheticConfig(n_users=users, n_items=items, seed=seed))
+    newcomers = set(data.users()[-live_users:]) if live_users else set()
+    cutoff = data.events[int(len(data.events) * 0.9)].timestamp
+    history = [e for e in data.events if e.user not in newcomers and e.timestamp < cutoff]
+    live = [e for e in data.events if e.user in newcomers or e.timestamp >= cutoff]
+    app.console.rule("1. history: bulk import")
+    ItemCatalog(conn).set_names(data.item_names)
+    with progress_bar(app) as bar:
+        task = bar.add_task("importing history", total=len(history))
+        report = BulkLoader(conn, app.settings).load_events(
+            history, f"demo-{seed}", progress=lambda n: bar.advance(task, n)
+        )
+    app.console.print(f"{report.events:,} events from {users - len(newcomers)} users ({report.rate:,.0f}/s)")
+
+    app.console.rule(f"2. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
+    workers = spawn_workers(1, [keys.EVENTS_QUEUE])
+    try:
+        start = time.monotonic()
+        with Producer(conn, app.settings) as producer, progress_bar(app) as bar:
+            task = bar.add_task("sending live events", total=len(live))
+            for n, event in enumerate(live, 1):
+                producer.send(event.user, event.item, event.weight, event.kind, event.timestamp, event.event_id)
+                bar.advance(task)
+                ahead = n / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+        _wait_drained(conn)
+    finally:
+        _stop(workers)
+    watched = sorted(newcomers)[0] if newcomers else data.users()[0]
+    _show_user(app, watched)
+    app.console.rule("3. status")
+    click.get_current_context().invoke(status)
+
+
+def _wait_drained(conn: redis.Redis, timeout: float = 60.0) -> None:
+    events = queue(conn, keys.EVENTS_QUEUE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.count == 0 and events.started_job_registry.count == 0:
+            return
+        time.sleep(0.05)
+    raise click.ClickException(f"the worker did not drain the queue within {timeout:.0f} s")
+
+
+def _show_user(app: AppContext, user: str) -> None:
+    history = HistoryStore(app.connection, app.settings).get(user)
+    names = ItemCatalog(app.connection).names(sorted(history.items))
+    table = Table("item", "name", "weight", title=f"{user}: history version {history.version}")
+    top = sorted(history.interactions.items(), key=lambda kv: -kv[1])[:10]
+    for item, weight in top:
+        table.add_row(item, names.get(item, ""), f"{weight:g}")
+    app.console.print(table)
+
+
+def _reset(conn: redis.Redis) -> None:
+    for pattern in (f"{keys.PREFIX}:*", "rq:*"):
+        batch = []
+        for key in conn.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                conn.delete(*batch)
+                batch = []
+        if batch:
+            conn.delete(*batch)

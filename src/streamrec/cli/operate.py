@@ -1,0 +1,166 @@
+"""Operator commands: worker, status, dead-letters, forget, server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import click
+from rich.table import Table
+
+from streamrec import keys
+from streamrec.cli.context import AppContext, pass_app
+from streamrec.errors import InvalidEventError
+from streamrec.producer.producer import Producer
+from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
+from streamrec.state.deadletters import DeadLetterStore
+from streamrec.state.histories import HistoryStore
+from streamrec.worker.runner import run_worker, spawn_workers
+from streamrec.worker.status import collect_status
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option(
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    default=(keys.EVENTS_QUEUE,),
+    show_default=True,
+    help="Queue to serve (repeatable).",
+)
+@click.option(
+    "--processes",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="STREAMREC_WORKERS",
+    help="Worker processes to run.",
+)
+@pass_app
+def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int) -> None:
+    """Run RQ workers that apply events (and, later, fold them into the models)."""
+    if processes == 1:
+        run_worker(app.connection, queues, burst=burst)
+        return
+    app.connection  # start the embedded server once, before the children race for it
+    children = spawn_workers(processes, queues, burst=burst)
+    try:
+        for child in children:
+            child.wait()
+    except KeyboardInterrupt:
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        child.wait()
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Queues, workers, users, items, events applied, dead letters."""
+    snapshot = collect_status(app.connection, describe(app.settings))
+    if as_json:
+        click.echo(json.dumps(snapshot.to_dict(), indent=2))
+        return
+    app.console.print(f"Redis: {snapshot.redis}")
+    queues = Table("queue", "queued", "started", "failed", "scheduled", title="Queues")
+    for q in snapshot.queues:
+        queues.add_row(q.name, str(q.queued), str(q.started), str(q.failed), str(q.scheduled))
+    app.console.print(queues)
+    workers = Table("worker", "state", "queues", "current job", "done", "failed", title="Workers")
+    for w in snapshot.workers:
+        workers.add_row(
+            w.name, w.state, ",".join(w.queues), w.current_job or "-",
+            str(w.successful_jobs), str(w.failed_jobs),
+        )  # fmt: skip
+    app.console.print(workers)
+    s = snapshot.state
+    state = Table("", "count", title="State")
+    for label, value in (
+        ("users", s.users),
+        ("items", s.items),
+        ("events applied", s.events_applied),
+        ("batches applied", s.batches_applied),
+        ("redelivered batches skipped", s.batches_duplicate),
+        ("dead letters", s.dead_letters),
+    ):
+        state.add_row(label, f"{value:,}")
+    app.console.print(state)
+
+
+@click.command("dead-letters")
+@click.option("--retry", is_flag=True, help="Send entries that are now valid through the producer.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Entries to show (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@pass_app
+def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> None:
+    """Show the events that could not be applied, and why; optionally retry them."""
+    store = DeadLetterStore(app.connection)
+    if retry:
+        letters = store.take_all()
+        still_bad = []
+        with Producer(app.connection, app.settings, linger=0) as producer:
+            for letter in letters:
+                try:
+                    producer.send_raw(letter.payload)
+                except InvalidEventError:
+                    still_bad.append(letter)
+        store.put_back(still_bad)
+        app.console.print(
+            f"re-sent {len(letters) - len(still_bad)} events; {len(still_bad)} are still invalid"
+        )
+        return
+    letters = store.list(limit)
+    if as_json:
+        for letter in letters:
+            click.echo(letter.to_json())
+        return
+    table = Table("batch", "field", "reason", "payload", title=f"Dead letters ({store.count()})")
+    for letter in letters:
+        table.add_row(letter.batch_id[:18], letter.field, letter.reason, json.dumps(letter.payload)[:60])
+    app.console.print(table)
+
+
+@click.command()
+@click.argument("user")
+@pass_app
+def forget(app: AppContext, user: str) -> None:
+    """Delete every trace of USER: history, ids, dead letters."""
+    existed = HistoryStore(app.connection, app.settings).forget(user)
+    scrubbed = DeadLetterStore(app.connection).scrub_user(user)
+    if existed or scrubbed:
+        app.console.print(f"forgot {user} ({scrubbed} dead letters removed)")
+    else:
+        app.console.print(f"{user} was not known")
+
+
+@click.group()
+def server() -> None:
+    """Manage the embedded Redis server."""
+
+
+@server.command("stop")
+@pass_app
+def server_stop(app: AppContext) -> None:
+    """Stop the embedded server of this home (data is saved)."""
+    if app.settings.redis_url:
+        raise click.ClickException("STREAMREC_REDIS_URL is set: there is no embedded server to stop")
+    stopped = stop_embedded(app.settings)
+    app.console.print("stopped" if stopped else "not running")
+
+
+@server.command("status")
+@pass_app
+def server_status(app: AppContext) -> None:
+    """Tell whether the embedded server of this home is running."""
+    running = EmbeddedRedis(app.settings.redis_dir).is_running()
+    app.console.print(f"{describe(app.settings)}: {'running' if running else 'stopped'}")

@@ -1,0 +1,35 @@
+"""Helpers for integration tests: run workers, dump state for comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from streamrec import keys
+from streamrec.state.histories import HistoryStore
+from streamrec.state.stats import read_counts
+from streamrec.state.vocab import Vocabulary
+from streamrec.worker.runner import run_worker
+
+
+def drain(conn: redis.Redis) -> None:
+    """Run a real RQ SimpleWorker in this process until the events queue is empty."""
+    run_worker(conn, [keys.EVENTS_QUEUE], burst=True)
+
+
+def dump_state(conn: redis.Redis, store: HistoryStore) -> dict[str, Any]:
+    """Everything observable of the state, by external id (dense ids may differ by order)."""
+    users = sorted(Vocabulary(conn, "users").all())
+    histories = {}
+    for user in users:
+        h = store.get(user)
+        histories[user] = (h.interactions, h.ratings, h.version, h.last_ts)
+    counts = read_counts(conn)
+    return {
+        "histories": histories,
+        "items": sorted(Vocabulary(conn, "items").all()),
+        "popularity": sorted(conn.zrange(keys.popularity_key(), 0, -1, withscores=True)),
+        "events_applied": counts.events_applied,
+        "dead_letters": counts.dead_letters,
+    }

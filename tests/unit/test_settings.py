@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamrec import keys
+from streamrec.errors import ConfigError
+from streamrec.settings import Settings, parse_kind_weights
+
+
+def test_from_env_reads_every_variable(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "STREAMREC_REDIS_URL": "rediss://app:secret@redis.example:6380/2",
+            "STREAMREC_HOME": str(tmp_path),
+            "STREAMREC_BATCH_SIZE": "64",
+            "STREAMREC_LINGER": "0.2",
+            "STREAMREC_KIND_WEIGHTS": "play=1, like=3",
+            "STREAMREC_RATING_MIN": "1",
+            "STREAMREC_RATING_MAX": "10",
+        }
+    )
+    assert settings.redis_url == "rediss://app:secret@redis.example:6380/2"
+    assert settings.home == tmp_path and settings.redis_dir == tmp_path / "redis"
+    assert (settings.batch_size, settings.linger) == (64, 0.2)
+    assert settings.kinds == {"play", "like", "rating"}
+    assert (settings.rating_min, settings.rating_max) == (1.0, 10.0)
+
+
+def test_unset_redis_url_means_embedded() -> None:
+    assert Settings.from_env({}).redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMREC_REDIS_URL": "http://x"}, "must start with redis://"),
+        ({"STREAMREC_BATCH_SIZE": "lots"}, "STREAMREC_BATCH_SIZE must be a int"),
+        ({"STREAMREC_BATCH_SIZE": "0"}, "batch_size must be ≥ 1"),
+        ({"STREAMREC_KIND_WEIGHTS": "play"}, "kind=weight"),
+        ({"STREAMREC_KIND_WEIGHTS": "play=-1"}, "must be a number > 0"),
+        ({"STREAMREC_KIND_WEIGHTS": "rating=2"}, "built in"),
+        ({"STREAMREC_RATING_MIN": "5", "STREAMREC_RATING_MAX": "1"}, "below rating_max"),
+    ],
+)
+def test_bad_settings_name_the_variable_and_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_parse_kind_weights() -> None:
+    assert parse_kind_weights("a=1,b=0.5,") == {"a": 1.0, "b": 0.5}
+
+
+def test_per_user_keys_share_a_cluster_hash_tag() -> None:
+    tags = {key.split("{")[1].split("}")[0] for key in keys.user_keys("alice")}
+    assert tags == {"alice"}
+    assert all(k.startswith(f"{keys.PREFIX}:") for k in keys.user_keys("alice"))
