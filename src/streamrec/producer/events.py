@@ -15,9 +15,8 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamrec.errors import InvalidEventError
 from streamrec.settings import RATING_KIND, Settings
@@ -25,11 +24,11 @@ from streamrec.settings import RATING_KIND, Settings
 MAX_ID_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 128
 FIELDS = ("user", "item", "weight", "kind", "timestamp", "event_id")
+_FIELD_SET = frozenset(FIELDS)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated interaction.
+class Event(NamedTuple):
+    """A validated interaction (a named tuple: immutable and cheap to build in bulk).
 
     Attributes:
         user: external user id.
@@ -49,14 +48,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready dict (the wire format of a batch)."""
-        return {
-            "user": self.user,
-            "item": self.item,
-            "weight": self.weight,
-            "kind": self.kind,
-            "timestamp": self.timestamp,
-            "event_id": self.event_id,
-        }
+        return self._asdict()
 
 
 class EventValidator:
@@ -88,13 +80,25 @@ class EventValidator:
         Raises:
             InvalidEventError: a field is missing, of the wrong type or out of range.
         """
-        user = _check_id("user", user, MAX_ID_LENGTH)
-        item = _check_id("item", item, MAX_ID_LENGTH)
-        kind = self._check_kind(kind)
+        # The checks run for every event a worker applies, so the common case is kept to a
+        # few type tests; the helpers produce the error messages.
+        if not (type(user) is str and 0 < len(user) <= MAX_ID_LENGTH and user.isprintable()):
+            user = _check_id("user", user, MAX_ID_LENGTH)
+        if not (type(item) is str and 0 < len(item) <= MAX_ID_LENGTH and item.isprintable()):
+            item = _check_id("item", item, MAX_ID_LENGTH)
+        if kind not in self.kinds or type(kind) is not str:
+            self._check_kind(kind)
         weight = self._check_weight(weight, kind)
         ts = self._check_timestamp(timestamp)
-        eid = uuid.uuid4().hex if event_id is None else _check_id("event_id", event_id, MAX_EVENT_ID_LENGTH)
-        return Event(user, item, weight, kind, ts, eid)
+        if event_id is None:
+            event_id = uuid.uuid4().hex
+        elif not (
+            type(event_id) is str
+            and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH
+            and event_id.isprintable()
+        ):
+            event_id = _check_id("event_id", event_id, MAX_EVENT_ID_LENGTH)
+        return Event(user, item, weight, kind, ts, event_id)
 
     def parse(self, raw: Any) -> Event:
         """Validate one event given as a mapping or as a JSON object (str or bytes).
@@ -103,26 +107,12 @@ class EventValidator:
             InvalidEventError: ``payload`` when the event is not a JSON object or has unknown
                 fields; otherwise the field at fault.
         """
-        if isinstance(raw, bytes | bytearray):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidEventError("payload", raw, "must be UTF-8 encoded JSON") from None
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError as exc:
-                raise InvalidEventError(
-                    "payload", raw, f"is not valid JSON ({exc.msg} at char {exc.pos})"
-                ) from None
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict:
+            raw = _decode(raw)
+        if not _FIELD_SET.issuperset(raw):
+            unknown = next(k for k in raw if k not in _FIELD_SET)
             raise InvalidEventError(
-                "payload", raw, f"must be a JSON object with user and item (got a {type(raw).__name__})"
-            )
-        unknown = [k for k in raw if k not in FIELDS]
-        if unknown:
-            raise InvalidEventError(
-                "payload", raw, f"has unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}"
+                "payload", raw, f"has unknown field {unknown!r}; fields are {', '.join(FIELDS)}"
             )
         if "user" not in raw:
             raise InvalidEventError("user", None, "is required")
@@ -145,6 +135,13 @@ class EventValidator:
         return kind
 
     def _check_weight(self, weight: Any, kind: str) -> float:
+        if type(weight) is float or type(weight) is int:
+            value = float(weight)
+            if math.isfinite(value) and (
+                (kind != RATING_KIND and value > 0)
+                or (kind == RATING_KIND and self.rating_min <= value <= self.rating_max)
+            ):
+                return value
         if weight is None:
             if kind == RATING_KIND:
                 raise InvalidEventError("weight", weight, "is required for kind 'rating' (the rating)")
@@ -169,6 +166,10 @@ class EventValidator:
         now = self.clock()
         if timestamp is None:
             return now
+        if type(timestamp) is float or type(timestamp) is int:
+            value = float(timestamp)
+            if 0 <= value <= now + self.max_future_skew:  # False for NaN
+                return value
         if isinstance(timestamp, bool):
             raise InvalidEventError("timestamp", timestamp, "must be epoch seconds or ISO 8601")
         if isinstance(timestamp, int | float):
@@ -192,6 +193,27 @@ class EventValidator:
                 "timestamp", timestamp, f"lies more than {self.max_future_skew:g} s in the future"
             )
         return value
+
+
+def _decode(raw: Any) -> Mapping[str, Any]:
+    """An event given as JSON text or bytes, or any mapping, as a mapping."""
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEventError("payload", raw, "must be UTF-8 encoded JSON") from None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidEventError(
+                "payload", raw, f"is not valid JSON ({exc.msg} at char {exc.pos})"
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise InvalidEventError(
+            "payload", raw, f"must be a JSON object with user and item (got a {type(raw).__name__})"
+        )
+    return raw
 
 
 def _check_id(field: str, value: Any, limit: int) -> str:

@@ -143,7 +143,7 @@ class Producer:
             events,
             job_id=batch_id,
             description=f"apply_events {batch_id} ({len(events)} events)",
-            result_ttl=300,
+            result_ttl=0,
             job_timeout=self.settings.job_timeout,
             retry=Retry(max=self.settings.job_retries),
         )

@@ -10,27 +10,30 @@
 -- A rating is stored as "<rating> <stamp>"; the stamp (zero-padded time, then event id)
 -- orders ratings so that the newest wins whatever the arrival order.
 -- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version}...}, {{item, dense id}...}}
+local call = redis.call
 local batch_id = ARGV[1]
-if redis.call('ZSCORE', KEYS[1], batch_id) then
-  redis.call('HINCRBY', KEYS[2], 'batches_duplicate', 1)
+if call('ZSCORE', KEYS[1], batch_id) then
+  call('HINCRBY', KEYS[2], 'batches_duplicate', 1)
   return {0, 0, 0, {}, {}}
 end
-redis.call('ZADD', KEYS[1], ARGV[2], batch_id)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+call('ZADD', KEYS[1], ARGV[2], batch_id)
+call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 
 local n_users = tonumber(ARGV[5])
 local n_dead = tonumber(ARGV[6])
 
 local function dense_id(vocab, reverse, counter, ext)
-  local id = redis.call('HGET', vocab, ext)
+  local id = call('HGET', vocab, ext)
   if id then return id, false end
-  id = tostring(redis.call('INCR', counter) - 1)
-  redis.call('HSET', vocab, ext, id)
-  redis.call('HSET', reverse, id, ext)
+  id = tostring(call('INCR', counter) - 1)
+  call('HSET', vocab, ext, id)
+  call('HSET', reverse, id, ext)
   return id, true
 end
 
-local user_ids, counts, last = {}, {}, {}
+-- has_ratings[u]: nil until asked, then whether the user has any rating (one EXISTS per user
+-- instead of one HEXISTS per first-time item: most users of a play stream never rate)
+local user_ids, counts, last, has_ratings = {}, {}, {}, {}
 for u = 1, n_users do
   user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[6 + u])
   counts[u] = 0
@@ -39,9 +42,9 @@ end
 
 local base = 6 + n_users
 if n_dead > 0 then
-  for d = 1, n_dead do redis.call('LPUSH', KEYS[4], ARGV[base + d]) end
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
-  redis.call('HINCRBY', KEYS[2], 'dead_letters', n_dead)
+  for d = 1, n_dead do call('LPUSH', KEYS[4], ARGV[base + d]) end
+  call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
+  call('HINCRBY', KEYS[2], 'dead_letters', n_dead)
 end
 base = base + n_dead
 
@@ -59,22 +62,24 @@ for e = 0, n_events - 1 do
   end
   local first = false
   if ARGV[o + 3] == 's' then
-    if redis.call('HSETNX', history, item, value) == 1 then
-      first = redis.call('HEXISTS', ratings, item) == 0
+    if call('HSETNX', history, item, value) == 1 then
+      if has_ratings[u] == nil then has_ratings[u] = call('EXISTS', ratings) == 1 end
+      first = not (has_ratings[u] and call('HEXISTS', ratings, item) == 1)
     else
-      redis.call('HINCRBYFLOAT', history, item, value)
+      call('HINCRBYFLOAT', history, item, value)
     end
   else
-    local old = redis.call('HGET', ratings, item)
+    local old = call('HGET', ratings, item)
     local stamp = string.sub(value, string.find(value, ' ', 1, true) + 1)
+    has_ratings[u] = true
     if not old then
-      redis.call('HSET', ratings, item, value)
-      first = redis.call('HEXISTS', history, item) == 0
+      call('HSET', ratings, item, value)
+      first = call('HEXISTS', history, item) == 0
     elseif stamp >= string.sub(old, string.find(old, ' ', 1, true) + 1) then
-      redis.call('HSET', ratings, item, value)
+      call('HSET', ratings, item, value)
     end
   end
-  if first then redis.call('ZINCRBY', KEYS[3], 1, item) end
+  if first then call('ZINCRBY', KEYS[3], 1, item) end
   counts[u] = counts[u] + 1
   local ts = tonumber(ARGV[o + 5])
   if ts > last[u] then last[u] = ts end
@@ -82,10 +87,10 @@ end
 
 local users = {}
 for u = 1, n_users do
-  local version = redis.call('INCRBY', KEYS[11 + u * 3], counts[u])
-  redis.call('ZADD', KEYS[5], 'GT', last[u], ARGV[6 + u])
+  local version = call('INCRBY', KEYS[11 + u * 3], counts[u])
+  call('ZADD', KEYS[5], 'GT', last[u], ARGV[6 + u])
   users[u] = {ARGV[6 + u], user_ids[u], version}
 end
-redis.call('HINCRBY', KEYS[2], 'events_applied', n_events)
-redis.call('HINCRBY', KEYS[2], 'batches_applied', 1)
+call('HINCRBY', KEYS[2], 'events_applied', n_events)
+call('HINCRBY', KEYS[2], 'batches_applied', 1)
 return {1, n_events, n_dead, users, new_items}
