@@ -54,7 +54,11 @@ def raw_streams(conn: redis.Redis, events: list[dict[str, object]]) -> tuple[flo
 
 
 def through_streamrec(
-    conn: redis.Redis, settings: Settings, events: list[dict[str, object]], workers: int, env: dict[str, str]
+    conn: redis.Redis,
+    settings: Settings,
+    events: list[dict[str, object]],
+    workers: int,
+    env: dict[str, str],
 ) -> tuple[float, float, float]:
     """Seconds to enqueue every event with the Producer, then for `workers` processes to apply
     them all (from spawn to the last event applied), and the apply time excluding start-up
@@ -76,7 +80,9 @@ def through_streamrec(
         if applied >= len(events):
             break
         if all(p.poll() is not None for p in procs):
-            raise RuntimeError(f"workers exited with only {applied} of {len(events)} events applied")
+            raise RuntimeError(
+                f"workers exited with only {applied} of {len(events)} events applied"
+            )
         time.sleep(0.02)
     for p in procs:
         p.wait()
@@ -99,22 +105,28 @@ def main() -> None:
     try:
         conn.flushdb()
         n_users = max(100, args.events // 20)
-        data = generate(SyntheticConfig(n_users=n_users, n_items=max(200, n_users // 2), events_per_user=20))
+        data = generate(
+            SyntheticConfig(n_users=n_users, n_items=max(200, n_users // 2), events_per_user=20)
+        )
         events = [e.to_dict() for e in data.events[: args.events]]
         n = len(events)
-        print(f"{n:,} events, {n_users:,} users, batch size {settings.batch_size}, redis {conn.info('server')['redis_version']}")
+        version = conn.info("server")["redis_version"]
+        print(f"{n:,} events, {n_users:,} users, batch {settings.batch_size}, redis {version}")
 
         t_add, t_read = raw_streams(conn, events)
         raw = n / (t_add + t_read)
-        print(f"raw streams   : XADD {n / t_add:>9,.0f}/s  XREADGROUP+XACK {n / t_read:>9,.0f}/s  "
-              f"together {raw:>9,.0f}/s  (the ceiling)")
+        print(
+            f"raw streams   : XADD {n / t_add:>9,.0f}/s  XREADGROUP+XACK {n / t_read:>9,.0f}/s  "
+            f"together {raw:>9,.0f}/s  (the ceiling)"
+        )
         for workers in (1, 2):
             t_enq, t_apply, t_steady = through_streamrec(conn, settings, events, workers, env)
             rate = n / t_apply
             print(
                 f"{workers} worker{'s' if workers > 1 else ' '}     : applied {rate:>9,.0f}/s "
                 f"({rate / raw:5.1%} of raw)  excluding start-up {n / t_steady:>9,.0f}/s  "
-                f"| producer enqueue {n / t_enq:>9,.0f}/s  end to end {n / (t_enq + t_apply):>9,.0f}/s"
+                f"| producer enqueue {n / t_enq:>9,.0f}/s  "
+                f"end to end {n / (t_enq + t_apply):>9,.0f}/s"
             )
         counts = read_counts(conn)
         assert counts.events_applied == n, counts

@@ -81,4 +81,3 @@ def stats_key() -> str:
 def dead_letters_key() -> str:
     """List of JSON dead-letter entries, newest first."""
     return f"{PREFIX}:dead-letters"
-

@@ -44,7 +44,9 @@ def test_producer_batches_reach_the_state_through_a_real_worker(
     assert read_counts(redis_conn).events_applied == 11
 
 
-def test_linger_sends_a_partial_batch_without_flush(redis_conn: redis.Redis, settings: Settings) -> None:
+def test_linger_sends_a_partial_batch_without_flush(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
     producer = Producer(redis_conn, settings, batch_size=1000, linger=0.05)
     try:
         producer.send("u", "i")
@@ -70,7 +72,9 @@ def test_producer_rejects_invalid_events_and_keeps_the_valid_ones(
     assert HistoryStore(redis_conn, settings).get("u1").interactions == {"i1": 1.0, "i2": 1.0}
 
 
-def test_same_batch_delivered_twice_changes_nothing(redis_conn: redis.Redis, settings: Settings) -> None:
+def test_same_batch_delivered_twice_changes_nothing(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
     store = HistoryStore(redis_conn, settings)
     events = [
         {"user": "u1", "item": "i1", "weight": 3},
@@ -94,14 +98,16 @@ def test_every_malformed_event_is_dead_lettered_and_its_neighbours_applied(
     payload: list[Any] = []
     for n, (_, raw, _) in enumerate(MALFORMED):
         payload.append({"user": "good", "item": f"before-{n}"})
-        payload.append(json.loads(json.dumps(raw)) if isinstance(raw, dict) and _json_safe(raw) else raw)
+        payload.append(
+            json.loads(json.dumps(raw)) if isinstance(raw, dict) and _json_safe(raw) else raw
+        )
     payload.append({"user": "good", "item": "last"})
     # bytes and NaN do not survive RQ's JSON serializer, so this batch goes straight to the
     # handler; a JSON-safe copy goes through RQ below.
     outcome = EventHandler(redis_conn, settings).handle("mixed", payload)
     assert outcome.events == len(MALFORMED) + 1
     assert outcome.dead_letters == len(MALFORMED)
-    letters = DeadLetterStore(redis_conn).list(limit=0)
+    letters = DeadLetterStore(redis_conn).recent(limit=0)
     assert sorted(d.field for d in letters) == sorted(field for _, _, field in MALFORMED)
     assert all(d.batch_id == "mixed" and "got" in d.reason for d in letters)
     good = HistoryStore(redis_conn, settings).get("good")
@@ -212,3 +218,16 @@ def _is_bad(raw: Any) -> bool:
         return False
     except InvalidEventError:
         return True
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_recovered(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    q = queue(redis_conn)
+    q.enqueue(JOB_FUNCTION, "b-lost", [{"user": "u", "item": "i"}])
+    # What a worker's dequeue does (BLMOVE to the intermediate list) before it dies, unseen.
+    redis_conn.lmove(q.key, q.intermediate_queue_key, "LEFT", "RIGHT")
+    assert q.count == 0
+    drain(redis_conn)
+    assert HistoryStore(redis_conn, settings).get("u").interactions == {"i": 1.0}
+    assert redis_conn.llen(q.intermediate_queue_key) == 0

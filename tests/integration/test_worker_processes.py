@@ -67,7 +67,9 @@ def enqueue(conn: redis.Redis, settings: Settings, batches: list[Any]) -> None:
 
     q = queue(conn)
     for batch_id, events in batches:
-        q.enqueue(JOB_FUNCTION, batch_id, events, job_id=batch_id, retry=Retry(max=settings.job_retries))
+        q.enqueue(
+            JOB_FUNCTION, batch_id, events, job_id=batch_id, retry=Retry(max=settings.job_retries)
+        )
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -127,4 +129,4 @@ def test_four_workers_on_interleaved_batches_match_a_serial_apply(
         job.worker_name for job in (queue(redis_conn).fetch_job(b) for b, _ in batches) if job
     }
     assert len(finished_by) >= 2, "the batches should have been shared between workers"
-    assert keys.EVENTS_QUEUE == queue(redis_conn).name
+    assert queue(redis_conn).name == keys.EVENTS_QUEUE

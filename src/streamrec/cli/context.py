@@ -58,7 +58,8 @@ class CommandError(click.ClickException):
 
     def __init__(self, error: StreamrecError) -> None:
         super().__init__(str(error))
-        self.exit_code = next((code for cls, code in EXIT_CODES if isinstance(error, cls)), 1)
+        code = next((code for cls, code in EXIT_CODES if isinstance(error, cls)), 1)
+        self.exit_code = code  # type: ignore[misc]
 
 
 def pass_app(func: F) -> F:

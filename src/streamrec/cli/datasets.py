@@ -41,7 +41,10 @@ def fetch(app: AppContext, name: str, force: bool, mirror: str | None) -> None:
     if mirror:
         spec = with_mirror(spec, mirror)
     with Progress(
-        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=app.console
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=app.console,
     ) as bar:
         task = bar.add_task(f"fetching {name}", total=None)
 

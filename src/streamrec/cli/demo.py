@@ -24,8 +24,12 @@ from streamrec.worker.runner import spawn_workers
 @click.command()
 @click.option("--users", type=int, default=500, show_default=True, help="Synthetic users.")
 @click.option("--items", type=int, default=400, show_default=True, help="Synthetic items.")
-@click.option("--live-users", type=int, default=25, show_default=True, help="Users who arrive live.")
-@click.option("--rate", type=float, default=400.0, show_default=True, help="Live events per second.")
+@click.option(
+    "--live-users", type=int, default=25, show_default=True, help="Users who arrive live."
+)
+@click.option(
+    "--rate", type=float, default=400.0, show_default=True, help="Live events per second."
+)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--reset", is_flag=True, help="Delete all streamrec state and queued jobs first.")
 @pass_app
@@ -53,7 +57,9 @@ def demo(
         report = BulkLoader(conn, app.settings).load_events(
             history, f"demo-{seed}", progress=lambda n: bar.advance(task, n)
         )
-    app.console.print(f"{report.events:,} events from {users - len(newcomers)} users ({report.rate:,.0f}/s)")
+    app.console.print(
+        f"{report.events:,} events from {users - len(newcomers)} users ({report.rate:,.0f}/s)"
+    )
 
     app.console.rule(f"2. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
     workers = spawn_workers(1, [keys.EVENTS_QUEUE])
@@ -62,7 +68,14 @@ def demo(
         with Producer(conn, app.settings) as producer, progress_bar(app) as bar:
             task = bar.add_task("sending live events", total=len(live))
             for n, event in enumerate(live, 1):
-                producer.send(event.user, event.item, event.weight, event.kind, event.timestamp, event.event_id)
+                producer.send(
+                    event.user,
+                    event.item,
+                    event.weight,
+                    event.kind,
+                    event.timestamp,
+                    event.event_id,
+                )
                 bar.advance(task)
                 ahead = n / rate - (time.monotonic() - start)
                 if ahead > 0:

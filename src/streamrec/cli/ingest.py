@@ -97,6 +97,9 @@ def replay(app: AppContext, path: Path, fmt: str, rate: float, limit: int | None
         for record in source.records:
             if limit is not None and sent + rejected >= limit:
                 break
+            if record.problem is not None:
+                rejected += 1
+                continue
             try:
                 producer.send(
                     record.user, record.item, record.weight, record.kind or "play",

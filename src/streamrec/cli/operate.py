@@ -46,7 +46,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
     if processes == 1:
         run_worker(app.connection, queues, burst=burst)
         return
-    app.connection  # start the embedded server once, before the children race for it
+    _ = app.connection  # start the embedded server once, before the children race for it
     children = spawn_workers(processes, queues, burst=burst)
     try:
         for child in children:
@@ -119,14 +119,16 @@ def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> Non
             f"re-sent {len(letters) - len(still_bad)} events; {len(still_bad)} are still invalid"
         )
         return
-    letters = store.list(limit)
+    letters = store.recent(limit)
     if as_json:
         for letter in letters:
             click.echo(letter.to_json())
         return
     table = Table("batch", "field", "reason", "payload", title=f"Dead letters ({store.count()})")
     for letter in letters:
-        table.add_row(letter.batch_id[:18], letter.field, letter.reason, json.dumps(letter.payload)[:60])
+        table.add_row(
+            letter.batch_id[:18], letter.field, letter.reason, json.dumps(letter.payload)[:60]
+        )
     app.console.print(table)
 
 
@@ -153,7 +155,9 @@ def server() -> None:
 def server_stop(app: AppContext) -> None:
     """Stop the embedded server of this home (data is saved)."""
     if app.settings.redis_url:
-        raise click.ClickException("STREAMREC_REDIS_URL is set: there is no embedded server to stop")
+        raise click.ClickException(
+            "STREAMREC_REDIS_URL is set: there is no embedded server to stop"
+        )
     stopped = stop_embedded(app.settings)
     app.console.print("stopped" if stopped else "not running")
 

@@ -4,8 +4,7 @@
 size, SHA-256 and MD5, unpacks it into a temporary folder and renames that to
 ``dest_root / spec.name`` with a ``.streamrec-fetched.json`` marker, so failures leave nothing
 half-done and the next call needs no network. The archives are not ours to redistribute (see
-``licence``). ``movielens-1m`` (``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``) needs an
-importer for format ``"movielens-1m"``, which must exist before that dataset can be imported.
+``licence``).
 """
 
 from __future__ import annotations

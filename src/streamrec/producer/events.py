@@ -129,9 +129,7 @@ class EventValidator:
 
     def _check_kind(self, kind: Any) -> str:
         if not isinstance(kind, str) or kind not in self.kinds:
-            raise InvalidEventError(
-                "kind", kind, f"must be one of {', '.join(sorted(self.kinds))}"
-            )
+            raise InvalidEventError("kind", kind, f"must be one of {', '.join(sorted(self.kinds))}")
         return kind
 
     def _check_weight(self, weight: Any, kind: str) -> float:
@@ -144,7 +142,9 @@ class EventValidator:
                 return value
         if weight is None:
             if kind == RATING_KIND:
-                raise InvalidEventError("weight", weight, "is required for kind 'rating' (the rating)")
+                raise InvalidEventError(
+                    "weight", weight, "is required for kind 'rating' (the rating)"
+                )
             return 1.0
         if isinstance(weight, bool) or not isinstance(weight, int | float):
             raise InvalidEventError("weight", weight, "must be a number")
@@ -205,7 +205,7 @@ def _decode(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidEventError(
                 "payload", raw, f"is not valid JSON ({exc.msg} at char {exc.pos})"
             ) from None
@@ -220,7 +220,9 @@ def _check_id(field: str, value: Any, limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidEventError(field, value, "must be a string")
     if not 1 <= len(value) <= limit:
-        raise InvalidEventError(field, value, f"must have 1 to {limit} characters (has {len(value)})")
+        raise InvalidEventError(
+            field, value, f"must have 1 to {limit} characters (has {len(value)})"
+        )
     if not value.isprintable():
         raise InvalidEventError(field, value, "must not contain control characters")
     return value

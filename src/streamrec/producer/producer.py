@@ -155,7 +155,9 @@ class Producer:
 
     def _start_linger_thread(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._linger_loop, name="producer-linger", daemon=True)
+            self._thread = threading.Thread(
+                target=self._linger_loop, name="producer-linger", daemon=True
+            )
             self._thread.start()
 
     def _linger_loop(self) -> None:

@@ -113,15 +113,18 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticData:
             values = np.where(in_group, rng.integers(4, 6, size=n), rng.integers(1, 4, size=n))
         else:
             values = 1 + rng.geometric(0.5, size=n) * np.where(in_group, 2, 1)
-        rows += zip(times.tolist(), [u] * n, picks.tolist(), values.astype(float).tolist(), strict=True)
+        rows += zip(
+            times.tolist(), [u] * n, picks.tolist(), values.astype(float).tolist(), strict=True
+        )
 
     rows.sort()
     events = [
         Event(user_id(u), item_id(i), w, cfg.kind, round(ts, 3), f"syn-{cfg.seed}-{n}")
         for n, (ts, u, i, w) in enumerate(rows)
     ]
+    parts = len(_NAME_PARTS)
     names = {
-        item_id(i): f"{_NAME_PARTS[i % len(_NAME_PARTS)]} {_NAME_PARTS[(i // len(_NAME_PARTS)) % len(_NAME_PARTS)]} #{i}"
+        item_id(i): f"{_NAME_PARTS[i % parts]} {_NAME_PARTS[(i // parts) % parts]} #{i}"
         for i in range(cfg.n_items)
     }
     return SyntheticData(

@@ -9,6 +9,7 @@ The server outlives the process that started it; :func:`stop_embedded` shuts it 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -43,7 +44,7 @@ def connect(settings: Settings, **kwargs: object) -> redis.Redis:
         RedisUnavailableError: the server cannot be reached or started.
     """
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url, **kwargs)  # type: ignore[arg-type]
+        client = redis.Redis.from_url(settings.redis_url, **kwargs)
         _ping(client, settings.redis_url)
         return client
     server = EmbeddedRedis(settings.redis_dir)
@@ -59,7 +60,7 @@ def stop_embedded(settings: Settings) -> bool:
 def describe(settings: Settings) -> str:
     """Where the configured Redis is, for humans (passwords hidden)."""
     if settings.redis_url:
-        url = redis.connection.parse_url(settings.redis_url)
+        url = redis.connection.parse_url(settings.redis_url)  # type: ignore[no-untyped-call]
         host = url.get("host") or url.get("path")
         return f"{settings.redis_url.split(':', 1)[0]}://{host}:{url.get('port', '')}"
     return f"embedded redis-server at {EmbeddedRedis(settings.redis_dir).socket_path}"
@@ -107,11 +108,9 @@ class EmbeddedRedis:
         """Shut the server down, persisting its data. True if one was running."""
         if not self.is_running():
             return False
-        try:
-            # No retries: SHUTDOWN drops the connection, and redis-py 8 would resend it.
+        # No retries: SHUTDOWN drops the connection under us, and redis-py 8 would resend it.
+        with contextlib.suppress(redis.ConnectionError, OSError):
             self.client(retry=Retry(NoBackoff(), 0)).shutdown(save=True)
-        except (redis.ConnectionError, OSError):
-            pass  # SHUTDOWN closes the connection under us
         deadline = time.monotonic() + _START_TIMEOUT
         while self.socket_path.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -167,7 +166,8 @@ class EmbeddedRedis:
 
 
 def _ping(client: redis.Redis, url: str) -> None:
-    safe = url.split("@")[-1]
+    scheme, _, rest = url.partition("://")
+    safe = f"{scheme}://{rest.rpartition('@')[2]}"  # never echo the password
     try:
         client.ping()
     except redis.AuthenticationError as exc:

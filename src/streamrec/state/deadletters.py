@@ -24,7 +24,7 @@ class DeadLetterStore:
         """Entries in the list."""
         return int(self.connection.llen(keys.dead_letters_key()))
 
-    def list(self, limit: int = 100) -> list[DeadLetter]:
+    def recent(self, limit: int = 100) -> list[DeadLetter]:
         """The newest ``limit`` entries (all when ``limit`` ≤ 0)."""
         raw = self.connection.lrange(keys.dead_letters_key(), 0, limit - 1 if limit > 0 else -1)
         return [DeadLetter.from_json(item) for item in raw]
@@ -47,8 +47,8 @@ class DeadLetterStore:
         removed = 0
         for raw in self.connection.lrange(keys.dead_letters_key(), 0, -1):
             payload = DeadLetter.from_json(raw).payload
-            if isinstance(payload, Mapping) and payload.get("user") == user:
-                removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))
-            elif isinstance(payload, str) and user in payload:
-                removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))
+            if (isinstance(payload, Mapping) and payload.get("user") == user) or (
+                isinstance(payload, str) and user in payload
+            ):
+                removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))  # type: ignore[arg-type]
         return removed

@@ -4,8 +4,9 @@ A user's history is two hashes: ``history`` (item -> summed weight of additive k
 event's weight times its kind's multiplier) and ``ratings`` (item -> the newest rating, by
 timestamp then event id, so the result does not depend on arrival order). A counter holds
 the history ``version`` (the number of events applied to the user, so it only grows); a
-sorted set holds each user's newest event time. A batch, its ledger entry and its dead letters are written by one
-Lua script: a redelivered batch finds its id in the ledger and changes nothing.
+sorted set holds each user's newest event time. A batch, its ledger entry and its dead
+letters are written by one Lua script: a redelivered batch finds its id in the ledger and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -205,14 +206,15 @@ class HistoryStore:
     ) -> tuple[list[str], list[Any]]:
         users: dict[str, int] = {}
         weights = self.settings.kind_weights
-        flat: list[Any] = []
+        records = []
         for ev in events:
             index = users.setdefault(ev.user, len(users) + 1)
             if ev.kind == RATING_KIND:
                 value = f"{ev.weight!r} {ev.timestamp:020.6f} {ev.event_id}"
-                flat += (index, ev.item, "r", value, repr(ev.timestamp))
+                records.append(f"{index}\x1f{ev.item}\x1fr\x1f{value}\x1f{ev.timestamp!r}")
             else:
-                flat += (index, ev.item, "s", repr(ev.weight * weights[ev.kind]), repr(ev.timestamp))
+                value = repr(ev.weight * weights[ev.kind])
+                records.append(f"{index}\x1f{ev.item}\x1fs\x1f{value}\x1f{ev.timestamp!r}")
         keys_ = list(_GLOBAL_KEYS)
         for user in users:
             keys_ += keys.user_keys(user)
@@ -225,7 +227,7 @@ class HistoryStore:
             len(dead),
             *users,
             *(d.to_json() for d in dead),
-            *flat,
+            "\x1e".join(records),
         ]
         return keys_, args
 

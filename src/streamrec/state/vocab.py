@@ -42,12 +42,12 @@ class Vocabulary:
     def external(self, dense_id: int) -> str | None:
         """The external id behind ``dense_id``, or None."""
         value = self.connection.hget(keys.vocab_reverse_key(self.space), str(dense_id))
-        return None if value is None else value.decode()
+        return None if value is None else _text(value)
 
     def all(self) -> dict[str, int]:
         """The whole vocabulary, external -> dense."""
         raw = self.connection.hgetall(keys.vocab_key(self.space))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def capacity(self) -> int:
         """One more than the largest dense id ever handed out (the matrix height needed)."""
@@ -70,4 +70,8 @@ class ItemCatalog:
         if not items:
             return {}
         values = self.connection.hmget(keys.item_names_key(), items)
-        return {item: v.decode() for item, v in zip(items, values, strict=True) if v is not None}
+        return {item: _text(v) for item, v in zip(items, values, strict=True) if v is not None}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

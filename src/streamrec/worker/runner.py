@@ -2,11 +2,12 @@
 
 ``SimpleWorker`` runs jobs in its own process (no fork per job), which is what lets a batch
 of hundreds of events cost a few milliseconds, and later keeps models warm in memory.
-A worker killed mid-job leaves its job in RQ's started registry; RQ itself retries it only
-once the execution's heartbeat has expired (a minute or more). At start-up we look for
-executions of workers on this host whose process is gone and expire them at once, so RQ's
-own clean-up retries them now. Retrying is safe: the apply script's ledger makes a batch
-that did get applied a no-op.
+A worker killed mid-job leaves its job in RQ's started registry, or, if it died between
+taking the job off the queue and registering it as started, in the queue's intermediate
+list. RQ itself rescues either only after a minute or more. At start-up we expire the
+executions of workers on this host whose process is gone, so RQ's own clean-up retries them
+now, and push back intermediate entries that no worker registered within a grace period.
+Retrying is always safe: the apply script's ledger makes a batch that was applied a no-op.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -28,6 +30,10 @@ from rq.serializers import JSONSerializer
 from streamrec.state.queues import queue
 
 logger = logging.getLogger(__name__)
+
+#: Seconds an intermediate-list entry may stay unregistered before it counts as abandoned (a
+#: live worker registers a job within milliseconds of taking it).
+INTERMEDIATE_GRACE = 0.5
 
 
 def worker_name() -> str:
@@ -57,12 +63,34 @@ def recover_abandoned(connection: redis.Redis, queue_names: Sequence[str]) -> in
             found += 1
             logger.warning("job %s of dead worker %r handed back for retry", job_id, owner)
         registry.cleanup()
+        found += _recover_intermediate(connection, name, registry)
     return found
 
 
-def run_worker(
-    connection: redis.Redis, queue_names: Sequence[str], *, burst: bool = False
-) -> None:
+def _recover_intermediate(connection: redis.Redis, name: str, registry: StartedJobRegistry) -> int:
+    q = queue(connection, name)
+
+    def unregistered() -> set[str]:
+        started = {job_id for job_id, _ in registry.get_job_and_execution_ids(cleanup=False)}
+        return set(q.intermediate_queue.get_job_ids()) - started
+
+    stuck = unregistered()
+    if not stuck:
+        return 0
+    time.sleep(INTERMEDIATE_GRACE)
+    stuck &= unregistered()
+    for job_id in stuck:
+        with connection.pipeline() as pipe:
+            pipe.lrem(q.intermediate_queue_key, 1, job_id)
+            q.push_job_id(job_id, pipeline=pipe, at_front=True)
+            pipe.execute()
+        logger.warning(
+            "job %s was taken from queue %s by a worker that died: requeued", job_id, name
+        )
+    return len(stuck)
+
+
+def run_worker(connection: redis.Redis, queue_names: Sequence[str], *, burst: bool = False) -> None:
     """Run one worker in this process until stopped (or, with ``burst``, until queues empty)."""
     recover_abandoned(connection, queue_names)
     worker = SimpleWorker(
@@ -75,7 +103,11 @@ def run_worker(
 
 
 def spawn_workers(
-    count: int, queue_names: Sequence[str], *, burst: bool = False, env: dict[str, str] | None = None
+    count: int,
+    queue_names: Sequence[str],
+    *,
+    burst: bool = False,
+    env: dict[str, str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``count`` worker processes (``python -m streamrec worker``) and return them."""
     command = [sys.executable, "-m", "streamrec", "worker", "--processes", "1"]

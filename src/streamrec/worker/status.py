@@ -67,7 +67,7 @@ def collect_status(connection: redis.Redis, where: str) -> Status:
                 queued=q.count,
                 started=StartedJobRegistry(queue=q).count,
                 failed=FailedJobRegistry(queue=q).count,
-                scheduled=ScheduledJobRegistry(queue=q).count,
+                scheduled=ScheduledJobRegistry(queue=q).count,  # type: ignore[no-untyped-call]
             )
         )
     workers = [

@@ -1,0 +1,236 @@
+"""Readers for public interaction datasets and generic CSV files.
+
+:func:`open_source` checks a file's layout at once (raising
+:class:`~streamrec.errors.ImportFormatError` when it is not the format it was given as) and
+returns an :class:`ImportSource` whose ``records`` stream the rows lazily, so multi-GB files
+never sit in memory. Rows are not validated here: a malformed row is yielded as a
+:class:`RawRecord` holding what was read, and the bulk loader turns it into a dead letter
+that names its line.
+
+Formats (``FORMATS``)::
+
+    movielens-100k   u.data (user item rating timestamp, tabs), titles from u.item
+    movielens-1m     ratings.dat (UserID::MovieID::Rating::Timestamp), titles from movies.dat
+    movielens-csv    ratings.csv (userId,movieId,rating,timestamp), titles from movies.csv
+    lastfm-360k      usersha1-artmbid-artname-plays.tsv (user, mbid, name, plays; tabs)
+    lastfm-hetrec    user_artists.dat (userID artistID weight), names from artists.dat
+    csv              any CSV with a header: user,item[,weight,kind,timestamp,event_id]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamrec.errors import ImportFormatError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FORMATS", "ImportSource", "RawRecord", "open_source"]
+
+FORMATS: tuple[str, ...] = (
+    "movielens-100k",
+    "movielens-1m",
+    "movielens-csv",
+    "lastfm-360k",
+    "lastfm-hetrec",
+    "csv",
+)
+
+_CHUNK = 1 << 20
+# Data files are decoded with surrogateescape: an undecodable byte then makes its id
+# non-printable, so validation dead-letters that one row instead of the whole import failing.
+DATA_ENCODING = "utf-8-sig"
+DATA_ERRORS = "surrogateescape"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One row as read from a file, not yet validated.
+
+    Attributes:
+        line: 1-based line number of the row in its file (the header is line 1).
+        user: user id (str), or None when the row has no such column.
+        item: item id (str), or None.
+        weight: a float when the cell parses as a number, else the raw string; None if absent.
+        kind: event kind (str), or None for the default (``play``).
+        timestamp: epoch seconds as a float, an ISO 8601 string, or None (now).
+        event_id: the row's event id, or None (the loader assigns one).
+        problem: a defect validation cannot see (too many columns); such a record is
+            dead-lettered as a whole.
+    """
+
+    line: int
+    user: Any
+    item: Any
+    weight: Any
+    kind: Any
+    timestamp: Any
+    event_id: Any = None
+    problem: str | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict for a dead letter: ``line`` and the fields read."""
+        payload: dict[str, Any] = {"line": self.line}
+        for name in ("user", "item", "weight", "kind", "timestamp", "event_id"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                value = repr(value)  # JSON has no NaN or infinity
+            if value is not None:
+                payload[name] = value
+        return payload
+
+
+@dataclass
+class ImportSource:
+    """An opened dataset, ready to stream.
+
+    Attributes:
+        path: the main data file.
+        fmt: one of ``FORMATS``.
+        records: lazy iterator over the rows; it opens the file on first use.
+        item_names: item id -> display name. For ``lastfm-360k`` the names are in the data
+            file itself, so this dict fills up while ``records`` is consumed.
+        digest: SHA-256 hex digest of the data file's bytes.
+        size_hint: number of data rows (lines minus header, counted while hashing); a
+            progress-bar total, off by the number of blank lines or quoted line breaks.
+    """
+
+    path: Path
+    fmt: str
+    records: Iterator[RawRecord]
+    item_names: dict[str, str] = field(default_factory=dict)
+    digest: str = ""
+    size_hint: int | None = None
+
+
+def open_source(path: str | Path, fmt: str) -> ImportSource:
+    """Open a dataset file (or the folder holding it) in the given format.
+
+    Args:
+        path: the data file, or the folder that contains it and its names file.
+        fmt: one of ``FORMATS``.
+
+    Raises:
+        ImportFormatError: unknown format, missing file, or a header or column layout that
+            does not match the format.
+    """
+    # Imported here because the family modules import RawRecord and helpers from this one.
+    from streamrec.producer.importers import csvfile, lastfm, movielens
+
+    openers: dict[str, Callable[[Path], ImportSource]] = {
+        "movielens-100k": movielens.open_100k,
+        "movielens-1m": movielens.open_1m,
+        "movielens-csv": movielens.open_csv,
+        "lastfm-360k": lastfm.open_360k,
+        "lastfm-hetrec": lastfm.open_hetrec,
+        "csv": csvfile.open_csv,
+    }
+    if fmt not in openers:
+        raise ImportFormatError(
+            f"unknown import format {fmt!r} for {path}; formats are {', '.join(FORMATS)}"
+        )
+    source = openers[fmt](Path(path).expanduser())
+    logger.info(
+        "import %s: %s, ~%s rows, %d item names, sha256 %s",
+        fmt,
+        source.path,
+        source.size_hint,
+        len(source.item_names),
+        source.digest[:16],
+    )
+    return source
+
+
+def locate(path: Path, fmt: str, filename: str) -> Path:
+    """The data file: ``path`` itself, or ``path / filename`` when ``path`` is a folder.
+
+    Raises:
+        ImportFormatError: nothing usable at ``path``.
+    """
+    if not path.exists():
+        raise ImportFormatError(
+            f"{path} does not exist (format {fmt} expects the file {filename} or its folder)"
+        )
+    if not path.is_dir():
+        return path
+    candidate = path / filename
+    if candidate.is_file():
+        return candidate
+    raise ImportFormatError(
+        f"folder {path} has no {filename} (format {fmt}); it holds: {list_folder(path)}"
+    )
+
+
+def list_folder(path: Path, limit: int = 10) -> str:
+    """A short listing of a folder's entries, for error messages."""
+    names = sorted(p.name for p in path.iterdir())
+    shown = ", ".join(names[:limit]) or "nothing"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def scan(path: Path) -> tuple[str, int]:
+    """SHA-256 hex digest and line count of a file, read in 1 MiB chunks.
+
+    Raises:
+        ImportFormatError: the file cannot be read or is empty.
+    """
+    digest = hashlib.sha256()
+    lines = 0
+    last = b""
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                lines += chunk.count(b"\n")
+                last = chunk
+    except OSError as exc:
+        raise ImportFormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not last:
+        raise ImportFormatError(f"{path} is empty")
+    if not last.endswith(b"\n"):
+        lines += 1
+    return digest.hexdigest(), lines
+
+
+def first_line(path: Path, encoding: str = DATA_ENCODING) -> str:
+    """The file's first line without its line break (a BOM is dropped)."""
+    with path.open(encoding=encoding, errors="replace", newline="") as f:
+        return f.readline().rstrip("\r\n").lstrip("\ufeff")
+
+
+def to_number(text: str | None) -> float | str | None:
+    """``text`` as a float when it parses, else unchanged (so validation can report it)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def clean_name(name: str) -> str:
+    """A display name safe to store: undecodable bytes become U+FFFD, spaces trimmed."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = name.encode("utf-8", DATA_ERRORS).decode("utf-8", "replace")
+    return name.strip()
+
+
+def pad_row(row: list[str], columns: tuple[str, ...]) -> tuple[Sequence[str | None], str | None]:
+    """The row's cells (padded with None to ``len(columns)``) and its problem if the count is off.
+
+    A short row gets a problem too, so that it is dead-lettered even where a missing cell
+    would otherwise take a default (a play's weight).
+    """
+    if len(row) == len(columns):
+        return row, None
+    cells: list[str | None] = list(row[: len(columns)])
+    cells += [None] * (len(columns) - len(cells))
+    return cells, f"row has {len(row)} columns, expected {len(columns)} ({', '.join(columns)})"
