@@ -206,15 +206,14 @@ class HistoryStore:
     ) -> tuple[list[str], list[Any]]:
         users: dict[str, int] = {}
         weights = self.settings.kind_weights
-        records = []
+        rows = []
         for ev in events:
             index = users.setdefault(ev.user, len(users) + 1)
             if ev.kind == RATING_KIND:
                 value = f"{ev.weight!r} {ev.timestamp:020.6f} {ev.event_id}"
-                records.append(f"{index}\x1f{ev.item}\x1fr\x1f{value}\x1f{ev.timestamp!r}")
+                rows.append((index, ev.item, "r", value, ev.timestamp))
             else:
-                value = repr(ev.weight * weights[ev.kind])
-                records.append(f"{index}\x1f{ev.item}\x1fs\x1f{value}\x1f{ev.timestamp!r}")
+                rows.append((index, ev.item, "s", repr(ev.weight * weights[ev.kind]), ev.timestamp))
         keys_ = list(_GLOBAL_KEYS)
         for user in users:
             keys_ += keys.user_keys(user)
@@ -227,7 +226,7 @@ class HistoryStore:
             len(dead),
             *users,
             *(d.to_json() for d in dead),
-            "\x1e".join(records),
+            json.dumps(rows, separators=(",", ":")),
         ]
         return keys_, args
 
