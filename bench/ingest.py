@@ -2,7 +2,10 @@
 Redis Streams rate (pipelined XADD, then XREADGROUP + XACK of the same events) on the same
 server in the same run.
 
-    python bench/ingest.py [--events 200000] [--batch-size 500]
+    python bench/ingest.py [--events 200000] [--batch-size 500] [--repeat 3]
+
+Each repetition runs the raw ceiling, then 1 worker, then 2 workers; the figures printed at
+the end are medians over the repetitions (this 2-core VM varies by ±20% from run to run).
 
 Uses the embedded Redis under a temporary home unless STREAMREC_REDIS_URL is set (its
 database is flushed). The events come from the synthetic generator, in time order, so a
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
@@ -113,23 +118,41 @@ def main() -> None:
         version = conn.info("server")["redis_version"]
         print(f"{n:,} events, {n_users:,} users, batch {settings.batch_size}, redis {version}")
 
-        t_add, t_read = raw_streams(conn, events)
-        raw = n / (t_add + t_read)
+        runs: dict[str, list[float]] = {}
+        for rep in range(args.repeat):
+            t_add, t_read = raw_streams(conn, events)
+            raw = n / (t_add + t_read)
+            row = {"raw": raw, "xadd": n / t_add, "read": n / t_read}
+            for workers in (1, 2):
+                t_enq, t_apply, t_steady = through_streamrec(conn, settings, events, workers, env)
+                row[f"apply{workers}"] = n / t_apply
+                row[f"ratio{workers}"] = n / t_apply / raw
+                row[f"ratio_xadd{workers}"] = n / t_apply / row["xadd"]
+                row[f"steady{workers}"] = n / t_steady
+                row[f"enqueue{workers}"] = n / t_enq
+                row[f"e2e{workers}"] = n / (t_enq + t_apply)
+            print(
+                f"  run {rep + 1}: raw {raw:,.0f}/s, 1 worker {row['apply1']:,.0f}/s "
+                f"({row['ratio1']:.1%}), 2 workers {row['apply2']:,.0f}/s ({row['ratio2']:.1%})"
+            )
+            for key, value in row.items():
+                runs.setdefault(key, []).append(value)
+        m = {key: statistics.median(values) for key, values in runs.items()}
+        print(f"medians of {args.repeat} runs:")
         print(
-            f"raw streams   : XADD {n / t_add:>9,.0f}/s  XREADGROUP+XACK {n / t_read:>9,.0f}/s  "
-            f"together {raw:>9,.0f}/s  (the ceiling)"
+            f"raw streams   : XADD {m['xadd']:>9,.0f}/s  XREADGROUP+XACK {m['read']:>9,.0f}/s  "
+            f"together {m['raw']:>9,.0f}/s  (the ceiling)"
         )
         for workers in (1, 2):
-            t_enq, t_apply, t_steady = through_streamrec(conn, settings, events, workers, env)
-            rate = n / t_apply
             print(
-                f"{workers} worker{'s' if workers > 1 else ' '}     : applied {rate:>9,.0f}/s "
-                f"({rate / raw:5.1%} of raw)  excluding start-up {n / t_steady:>9,.0f}/s  "
-                f"| producer enqueue {n / t_enq:>9,.0f}/s  "
-                f"end to end {n / (t_enq + t_apply):>9,.0f}/s"
+                f"{workers} worker{'s' if workers > 1 else ' '}     : applied "
+                f"{m[f'apply{workers}']:>9,.0f}/s ({m[f'ratio{workers}']:5.1%} of raw, "
+                f"{m[f'ratio_xadd{workers}']:5.1%} of XADD alone)  "
+                f"excluding start-up {m[f'steady{workers}']:>9,.0f}/s  | producer enqueue "
+                f"{m[f'enqueue{workers}']:>9,.0f}/s  end to end {m[f'e2e{workers}']:>9,.0f}/s"
             )
         counts = read_counts(conn)
-        assert counts.events_applied == n, counts
+        assert counts.events_applied == n, counts  # the last run applied every event
     finally:
         conn.close()
         if settings.redis_url is None:
