@@ -16,7 +16,7 @@ from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
 from streamrec.producer.synthetic import SyntheticConfig, generate
 from streamrec.state.histories import HistoryStore
-from streamrec.state.queues import queue
+from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
 from streamrec.worker.runner import spawn_workers
 
@@ -64,39 +64,38 @@ def demo(
     app.console.rule(f"2. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
     workers = spawn_workers(1, [keys.EVENTS_QUEUE])
     try:
+        target = read_counts(conn).events_applied + len(live)
         start = time.monotonic()
         with Producer(conn, app.settings) as producer, progress_bar(app) as bar:
             task = bar.add_task("sending live events", total=len(live))
-            for n, event in enumerate(live, 1):
-                producer.send(
-                    event.user,
-                    event.item,
-                    event.weight,
-                    event.kind,
-                    event.timestamp,
-                    event.event_id,
-                )
+            for n, e in enumerate(live, 1):
+                producer.send(e.user, e.item, e.weight, e.kind, e.timestamp, e.event_id)
                 bar.advance(task)
                 ahead = n / rate - (time.monotonic() - start)
                 if ahead > 0:
                     time.sleep(ahead)
-        _wait_drained(conn)
+        _wait_applied(conn, target)
+        lag = time.monotonic() - start - len(live) / rate
+        app.console.print(
+            f"every live event applied; the worker finished {max(lag, 0):.2f} s after the last send"
+        )
+        watched = sorted(newcomers)[0] if newcomers else data.users()[0]
+        _show_user(app, watched)
+        app.console.rule("3. status")
+        click.get_current_context().invoke(status)
     finally:
         _stop(workers)
-    watched = sorted(newcomers)[0] if newcomers else data.users()[0]
-    _show_user(app, watched)
-    app.console.rule("3. status")
-    click.get_current_context().invoke(status)
 
 
-def _wait_drained(conn: redis.Redis, timeout: float = 60.0) -> None:
-    events = queue(conn, keys.EVENTS_QUEUE)
+def _wait_applied(conn: redis.Redis, target: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if events.count == 0 and events.started_job_registry.count == 0:
-            return
-        time.sleep(0.05)
-    raise click.ClickException(f"the worker did not drain the queue within {timeout:.0f} s")
+    while (applied := read_counts(conn).events_applied) < target:
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"only {applied} of {target} events were applied within {timeout:.0f} s; "
+                "see `streamrec status` and `streamrec dead-letters`"
+            )
+        time.sleep(0.02)
 
 
 def _show_user(app: AppContext, user: str) -> None:

@@ -42,7 +42,7 @@ from streamrec.worker.status import collect_status
 )
 @pass_app
 def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int) -> None:
-    """Run RQ workers that apply events (and, later, fold them into the models)."""
+    """Run RQ workers that apply event batches to the state."""
     if processes == 1:
         run_worker(app.connection, queues, burst=burst)
         return
