@@ -90,6 +90,7 @@ def test_worker_killed_with_sigkill_mid_batch_loses_and_doubles_nothing(
     registry = StartedJobRegistry(queue=queue(redis_conn))
     rng = random.Random(7)
     kills_mid_job = 0
+    log: list[str] = []  # what each kill left behind, shown if an assertion fails
     for _ in range(5):
         applied_before = read_counts(redis_conn).events_applied
         worker = start_worker(subprocess_env)
@@ -100,16 +101,21 @@ def test_worker_killed_with_sigkill_mid_batch_loses_and_doubles_nothing(
         time.sleep(rng.uniform(0.0, 0.08))
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-        if registry.get_job_and_execution_ids(cleanup=False):
-            kills_mid_job += 1
-    assert kills_mid_job >= 3, "the kills should land while a batch is being processed"
+        started = registry.get_job_and_execution_ids(cleanup=False)
+        intermediate = queue(redis_conn).intermediate_queue.get_job_ids()
+        kills_mid_job += bool(started or intermediate)
+        log.append(
+            f"applied {read_counts(redis_conn).events_applied}, started {started}, "
+            f"intermediate {intermediate}, queued {queue(redis_conn).count}"
+        )
+    assert kills_mid_job >= 3, f"the kills should land while a batch is being processed: {log}"
     assert read_counts(redis_conn).events_applied < 60 * 1500  # work was really left over
 
     drain(redis_conn)  # a restarted worker recovers the dead workers' jobs and finishes
 
-    assert dump_state(redis_conn, HistoryStore(redis_conn, settings)) == expected
     counts = read_counts(redis_conn)
-    assert counts.events_applied == 60 * 1500
+    assert counts.events_applied == 60 * 1500, f"{counts}; after each kill: {log}"
+    assert dump_state(redis_conn, HistoryStore(redis_conn, settings)) == expected
     assert counts.batches_applied == 60
     assert queue(redis_conn).count == 0 and registry.get_job_and_execution_ids() == []
 

@@ -19,6 +19,7 @@ Formats (``FORMATS``)::
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import math
@@ -202,6 +203,63 @@ def first_line(path: Path, encoding: str = DATA_ENCODING) -> str:
     """The file's first line without its line break (a BOM is dropped)."""
     with path.open(encoding=encoding, errors="replace", newline="") as f:
         return f.readline().rstrip("\r\n").lstrip("\ufeff")
+
+
+def require_columns(data: Path, fmt: str, separator: str, columns: Sequence[str]) -> None:
+    """Check that line 1 of a headerless file has one field per column.
+
+    Raises:
+        ImportFormatError: naming the file, the format, the expected and the found layout.
+    """
+    first = first_line(data)
+    found = len(first.split(separator))
+    if found != len(columns):
+        kind = "tab-separated columns" if separator == "\t" else f"{separator!r}-separated fields"
+        raise ImportFormatError(
+            f"{data} is not {fmt}: expected {len(columns)} {kind} ({', '.join(columns)}) "
+            f"without a header, found {found} in line 1: {first[:80]!r}"
+        )
+
+
+def require_header(data: Path, fmt: str, separator: str, header: Sequence[str]) -> None:
+    """Check that line 1 of ``data`` is exactly ``header``.
+
+    Raises:
+        ImportFormatError: naming the file, the format, the expected and the found header.
+    """
+    found = tuple(cell.strip() for cell in first_line(data).split(separator))
+    if found != tuple(header):
+        joiner = " " if separator == "\t" else separator  # tabs print as spaces
+        kind = "tab-separated " if separator == "\t" else ""
+        raise ImportFormatError(
+            f"{data} is not {fmt}: expected the {kind}header {joiner.join(header)!r}, "
+            f"found {joiner.join(found)[:120]!r}"
+        )
+
+
+def read_rows(
+    path: Path, separator: str, columns: tuple[str, ...], *, header: bool
+) -> Iterator[tuple[int, Sequence[str | None], str | None]]:
+    """Stream the data rows of a delimited file: (line number, padded cells, problem).
+
+    Tab-separated files are read without quoting (Last.fm's files hold stray quotes);
+    ``::`` (MovieLens 1M) is split by hand, as ``csv`` takes one-character delimiters only.
+    """
+    with path.open(encoding=DATA_ENCODING, errors=DATA_ERRORS, newline="") as f:
+        if separator == "::":
+            lines = (text.rstrip("\r\n").split("::") for text in f)
+            numbered: Iterator[tuple[int, list[str]]] = enumerate(lines, start=1)
+        else:
+            if separator == "\t":
+                reader = csv.reader(f, delimiter=separator, quoting=csv.QUOTE_NONE)
+            else:
+                reader = csv.reader(f, delimiter=separator)
+            numbered = ((reader.line_num, row) for row in reader)
+        for number, row in numbered:
+            if (header and number == 1) or not row or row == [""]:
+                continue
+            cells, problem = pad_row(row, columns)
+            yield number, cells, problem
 
 
 def to_number(text: str | None) -> float | str | None:

@@ -13,14 +13,13 @@ from pathlib import Path
 
 from streamrec.errors import ImportFormatError
 from streamrec.producer.importers import (
-    DATA_ENCODING,
-    DATA_ERRORS,
     ImportSource,
     RawRecord,
     clean_name,
-    first_line,
     locate,
-    pad_row,
+    read_rows,
+    require_columns,
+    require_header,
     scan,
     to_number,
 )
@@ -44,14 +43,7 @@ def open_360k(path: Path) -> ImportSource:
     """
     data = locate(path, "lastfm-360k", "usersha1-artmbid-artname-plays.tsv")
     digest, lines = scan(data)
-    first = first_line(data)
-    found = len(first.split("\t"))
-    if found != len(COLUMNS_360K):
-        raise ImportFormatError(
-            f"{data} is not lastfm-360k: expected 4 tab-separated columns "
-            f"({', '.join(COLUMNS_360K)}) without a header, found {found} in line 1: "
-            f"{first[:80]!r}"
-        )
+    require_columns(data, "lastfm-360k", "\t", COLUMNS_360K)
     names: dict[str, str] = {}
     return ImportSource(data, "lastfm-360k", _plays_360k(data, names), names, digest, lines)
 
@@ -64,44 +56,24 @@ def open_hetrec(path: Path) -> ImportSource:
     """
     data = locate(path, "lastfm-hetrec", "user_artists.dat")
     digest, lines = scan(data)
-    header = tuple(cell.strip() for cell in first_line(data).split("\t"))
-    if header != HETREC_HEADER:
-        raise ImportFormatError(
-            f"{data} is not lastfm-hetrec: expected the tab-separated header "
-            f"{' '.join(HETREC_HEADER)}, found {' '.join(header)[:120]!r}"
-        )
+    require_header(data, "lastfm-hetrec", "\t", HETREC_HEADER)
     names = _read_artists(data.parent / "artists.dat")
     return ImportSource(data, "lastfm-hetrec", _plays_hetrec(data), names, digest, lines - 1)
 
 
 def _plays_360k(path: Path, names: dict[str, str]) -> Iterator[RawRecord]:
-    with path.open(encoding=DATA_ENCODING, errors=DATA_ERRORS, newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for row in reader:
-            if not row:
-                continue
-            cells, problem = pad_row(row, COLUMNS_360K)
-            user, mbid, name, plays = cells
-            item = mbid or name
-            if item and name and item not in names:
-                names[item] = clean_name(name)
-            yield RawRecord(
-                reader.line_num, user, item, to_number(plays), "play", None, problem=problem
-            )
+    for number, cells, problem in read_rows(path, "\t", COLUMNS_360K, header=False):
+        user, mbid, name, plays = cells
+        item = mbid or name
+        if item and name and item not in names:
+            names[item] = clean_name(name)
+        yield RawRecord(number, user, item, to_number(plays), "play", None, problem=problem)
 
 
 def _plays_hetrec(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding=DATA_ENCODING, errors=DATA_ERRORS, newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader, None)
-        for row in reader:
-            if not row:
-                continue
-            cells, problem = pad_row(row, HETREC_HEADER)
-            user, item, weight = cells
-            yield RawRecord(
-                reader.line_num, user, item, to_number(weight), "play", None, problem=problem
-            )
+    for number, cells, problem in read_rows(path, "\t", HETREC_HEADER, header=True):
+        user, item, weight = cells
+        yield RawRecord(number, user, item, to_number(weight), "play", None, problem=problem)
 
 
 def _read_artists(path: Path) -> dict[str, str]:

@@ -15,13 +15,12 @@ from pathlib import Path
 
 from streamrec.errors import ImportFormatError
 from streamrec.producer.importers import (
-    DATA_ENCODING,
-    DATA_ERRORS,
     ImportSource,
     RawRecord,
-    first_line,
     locate,
-    pad_row,
+    read_rows,
+    require_columns,
+    require_header,
     scan,
     to_number,
 )
@@ -42,16 +41,9 @@ def open_100k(path: Path) -> ImportSource:
     """
     data = locate(path, "movielens-100k", "u.data")
     digest, lines = scan(data)
-    first = first_line(data)
-    found = len(first.split("\t"))
-    if found != len(COLUMNS):
-        raise ImportFormatError(
-            f"{data} is not movielens-100k: expected 4 tab-separated columns "
-            f"(user item rating timestamp) without a header, found {found} in line 1: "
-            f"{first[:80]!r}"
-        )
+    require_columns(data, "movielens-100k", "\t", COLUMNS)
     names = _read_u_item(data.parent / "u.item")
-    records = _ratings(data, delimiter="\t", header=False)
+    records = _ratings(data, separator="\t", header=False)
     return ImportSource(data, "movielens-100k", records, names, digest, lines)
 
 
@@ -63,14 +55,9 @@ def open_csv(path: Path) -> ImportSource:
     """
     data = locate(path, "movielens-csv", "ratings.csv")
     digest, lines = scan(data)
-    header = tuple(cell.strip() for cell in first_line(data).split(","))
-    if header != CSV_HEADER:
-        raise ImportFormatError(
-            f"{data} is not movielens-csv: expected the header {','.join(CSV_HEADER)}, "
-            f"found {','.join(header)[:120]!r}"
-        )
+    require_header(data, "movielens-csv", ",", CSV_HEADER)
     names = _read_movies_csv(data.parent / "movies.csv")
-    records = _ratings(data, delimiter=",", header=True)
+    records = _ratings(data, separator=",", header=True)
     return ImportSource(data, "movielens-csv", records, names, digest, lines - 1)
 
 
@@ -82,28 +69,10 @@ def open_1m(path: Path) -> ImportSource:
     """
     data = locate(path, "movielens-1m", "ratings.dat")
     digest, lines = scan(data)
-    first = first_line(data)
-    found = len(first.split("::"))
-    if found != len(COLUMNS):
-        raise ImportFormatError(
-            f"{data} is not movielens-1m: expected UserID::MovieID::Rating::Timestamp "
-            f"without a header, found {found} fields in line 1: {first[:80]!r}"
-        )
+    require_columns(data, "movielens-1m", "::", COLUMNS)
     names = _read_dat_titles(data.parent / "movies.dat")
-    return ImportSource(data, "movielens-1m", _double_colon_ratings(data), names, digest, lines)
-
-
-def _double_colon_ratings(path: Path) -> Iterator[RawRecord]:
-    with path.open(encoding=DATA_ENCODING, errors=DATA_ERRORS, newline="") as f:
-        for number, text in enumerate(f, start=1):
-            text = text.rstrip("\r\n")
-            if not text:
-                continue
-            cells, problem = pad_row(text.split("::"), COLUMNS)
-            user, item, rating, ts = cells
-            yield RawRecord(
-                number, user, item, to_number(rating), "rating", to_number(ts), problem=problem
-            )
+    records = _ratings(data, separator="::", header=False)
+    return ImportSource(data, "movielens-1m", records, names, digest, lines)
 
 
 def _read_dat_titles(path: Path) -> dict[str, str]:
@@ -120,28 +89,12 @@ def _read_dat_titles(path: Path) -> dict[str, str]:
     return names
 
 
-def _ratings(path: Path, delimiter: str, header: bool) -> Iterator[RawRecord]:
-    with path.open(encoding=DATA_ENCODING, errors=DATA_ERRORS, newline="") as f:
-        if delimiter == "\t":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(f, delimiter=delimiter)
-        if header:
-            next(reader, None)
-        for row in reader:
-            if not row:
-                continue
-            cells, problem = pad_row(row, COLUMNS)
-            user, item, rating, ts = cells
-            yield RawRecord(
-                reader.line_num,
-                user,
-                item,
-                to_number(rating),
-                "rating",
-                to_number(ts),
-                problem=problem,
-            )
+def _ratings(path: Path, separator: str, header: bool) -> Iterator[RawRecord]:
+    for number, cells, problem in read_rows(path, separator, COLUMNS, header=header):
+        user, item, rating, ts = cells
+        yield RawRecord(
+            number, user, item, to_number(rating), "rating", to_number(ts), problem=problem
+        )
 
 
 def _read_u_item(path: Path) -> dict[str, str]:
