@@ -15,6 +15,9 @@ EVENTS_QUEUE = "events"
 TRAINING_QUEUE = "training"
 ALL_QUEUES = (EVENTS_QUEUE, TRAINING_QUEUE)
 
+#: Every model that can have cache entries (``forget`` deletes them all).
+MODELS = ("als", "kmf")
+
 Space = Literal["users", "items"]
 
 
@@ -81,3 +84,33 @@ def stats_key() -> str:
 def dead_letters_key() -> str:
     """List of JSON dead-letter entries, newest first."""
     return f"{PREFIX}:dead-letters"
+
+
+def model_active_key(model: str) -> str:
+    """String: the published (active) version of ``model``."""
+    return f"{PREFIX}:models:{model}:active"
+
+
+def model_versions_key(model: str) -> str:
+    """Sorted set version -> time published, of ``model``."""
+    return f"{PREFIX}:models:{model}:versions"
+
+
+def model_counter_key(model: str) -> str:
+    """Counter handing out the next version number of ``model``."""
+    return f"{PREFIX}:models:{model}:next-version"
+
+
+def recommendations_key(user: str, model: str) -> str:
+    """String: the cached recommendation entry (JSON) of ``user`` by ``model``."""
+    return f"{PREFIX}:recs:{{{user}}}:{model}"
+
+
+def popular_key() -> str:
+    """String: the popular-items entry (JSON) served to users without their own entry."""
+    return f"{PREFIX}:recs:popular"
+
+
+def user_cache_keys(user: str, models: tuple[str, ...]) -> list[str]:
+    """Every cache key of ``user`` (deleted when the user is forgotten)."""
+    return [recommendations_key(user, model) for model in models]

@@ -11,9 +11,12 @@ from typing import Any
 import redis
 from rq import get_current_job
 
+from streamrec.models.als import ALSParams
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.worker.handlers import EventHandler
+from streamrec.worker.serving import OnlineALS
+from streamrec.worker.training import train_als
 
 _handlers: dict[int, EventHandler] = {}
 
@@ -40,5 +43,18 @@ def _handler() -> EventHandler:
     connection: redis.Redis = job.connection if job is not None else connect(Settings.from_env())
     handler = _handlers.get(id(connection))
     if handler is None:
-        handler = _handlers[id(connection)] = EventHandler(connection, Settings.from_env())
+        settings = Settings.from_env()
+        online = OnlineALS(connection, settings)
+        handler = EventHandler(connection, settings, hooks=[online.after_batch])
+        _handlers[id(connection)] = handler
     return handler
+
+
+def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Retrain ``model`` from the whole state, publish it and refresh every cache entry."""
+    if model != "als":
+        raise ValueError(f"model must be 'als' (got {model!r})")
+    job = get_current_job()
+    settings = Settings.from_env()
+    connection: redis.Redis = job.connection if job is not None else connect(settings)
+    return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()

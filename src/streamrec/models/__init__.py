@@ -1,0 +1,1 @@
+"""Pure computation: models, item indexes, evaluation (no Redis)."""

@@ -1,0 +1,38 @@
+"""Item indexes: top-k item search for batches of query vectors.
+
+Every index answers ``search(queries, k, exclude)`` with ``(ids, scores)`` of shape
+``(n_queries, k)``: ids are int64 item ids (``-1`` pads a row with fewer than ``k``
+candidates), scores float32 inner products (``-inf`` on padding). ``ExactIndex`` is the
+oracle the approximate (ScaNN) index is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from streamrec.models.index.exact import ExactIndex
+
+
+class ItemIndex(Protocol):
+    """What every item index provides."""
+
+    @property
+    def n_items(self) -> int:
+        """Rows (item ids) the index can return."""
+        ...
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items by inner product for each query row, skipping ``exclude[i]``."""
+        ...
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace item vectors (new items are folded in between rebuilds)."""
+        ...
+
+
+__all__ = ["ExactIndex", "ItemIndex"]

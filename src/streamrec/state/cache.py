@@ -1,0 +1,140 @@
+"""The recommendation cache: one JSON string per user and model, read with a single GET.
+
+Entry schema (also documented in README for apps in any language)::
+
+    {"user": "alice", "model": "als", "version": 3, "history_version": 17,
+     "computed_at": 1732280000.123,
+     "items": [{"item": "song-9", "score": 0.93, "because": ["song-2", "song-5"]}, ...]}
+
+``version`` is the model version that produced the list, ``history_version`` the user's
+history version it was computed from. Writes are compare-and-set on those two numbers.
+Users without an entry read the popular-items entry (same schema, ``user`` null).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from streamrec import keys
+from streamrec.state.scripts import script
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    """One recommendation: item id, score, and the history items that led to it."""
+
+    item: str
+    score: float
+    because: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached list for one user (``user`` None for the popular list)."""
+
+    user: str | None
+    model: str
+    version: int
+    history_version: int
+    items: list[RecommendedItem]
+    computed_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        """The stored JSON."""
+        return json.dumps(
+            {
+                "user": self.user,
+                "model": self.model,
+                "version": self.version,
+                "history_version": self.history_version,
+                "computed_at": self.computed_at,
+                "items": [
+                    {"item": i.item, "score": round(i.score, 6), "because": i.because}
+                    for i in self.items
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CacheEntry:
+        """Parse a stored entry."""
+        data = json.loads(raw)
+        return cls(
+            user=data["user"],
+            model=data["model"],
+            version=data["version"],
+            history_version=data["history_version"],
+            items=[
+                RecommendedItem(i["item"], i["score"], i.get("because", [])) for i in data["items"]
+            ],
+            computed_at=data["computed_at"],
+        )
+
+
+class RecommendationCache:
+    """Writes cache entries (compare-and-set) and the popular entry.
+
+    Args:
+        connection: a redis-py client.
+    """
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._write = script(connection, "write_recommendations")
+
+    def write(self, entries: Sequence[CacheEntry]) -> int:
+        """Store entries that are not older than what is stored; returns how many were."""
+        if not entries:
+            return 0
+        keys_ = [keys.recommendations_key(e.user or "", e.model) for e in entries]
+        return int(self._write(keys=keys_, args=[e.to_json() for e in entries]))
+
+    def read(self, user: str, model: str) -> CacheEntry | None:
+        """The stored entry of ``user`` (None if there is none)."""
+        raw = self.connection.get(keys.recommendations_key(user, model))
+        return None if raw is None else CacheEntry.from_json(raw)
+
+    def write_popular(self, items: list[RecommendedItem], model: str = "popular") -> None:
+        """Replace the popular-items entry."""
+        entry = CacheEntry(None, model, 0, 0, items)
+        self.connection.set(keys.popular_key(), entry.to_json())
+
+    def popular_from_counts(self, k: int) -> list[RecommendedItem]:
+        """The ``k`` items with the most distinct users."""
+        top: list[tuple[bytes, float]] = self.connection.zrevrange(  # type: ignore[assignment]
+            keys.popularity_key(), 0, k - 1, withscores=True
+        )
+        return [RecommendedItem(item.decode(), float(score)) for item, score in top]
+
+
+class RecommendationClient:
+    """What an app uses: one GET per user (a second only for users without an entry).
+
+    Args:
+        connection: a redis-py client.
+        model: which model's lists to read.
+    """
+
+    def __init__(self, connection: redis.Redis, model: str = "als") -> None:
+        self.connection = connection
+        self.model = model
+
+    def get(self, user: str, k: int | None = None) -> dict[str, Any] | None:
+        """The user's entry as a dict (the popular entry if the user has none; None if
+        neither exists), with at most ``k`` items."""
+        raw = self.connection.get(keys.recommendations_key(user, self.model))
+        if raw is None:
+            raw = self.connection.get(keys.popular_key())
+            if raw is None:
+                return None
+        entry: dict[str, Any] = json.loads(raw)
+        if k is not None:
+            entry["items"] = entry["items"][:k]
+        return entry

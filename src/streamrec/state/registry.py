@@ -1,0 +1,106 @@
+"""The model registry: versioned artifacts on disk, the active-version pointer in Redis.
+
+A version is written completely under ``STREAMREC_HOME/models/<name>/<version>/`` (into a
+temporary folder renamed into place), and only then does the pointer flip, so a reader sees
+version N or N+1, never a mixture. Workers compare the pointer with the version they hold
+and reload only when it is newer. The newest ``keep`` versions are kept on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from streamrec import keys
+from streamrec.errors import NotFoundError
+from streamrec.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+METADATA = "metadata.json"
+
+
+class ModelRegistry:
+    """Publishes and locates model versions.
+
+    Args:
+        connection: a redis-py client.
+        settings: where the artifacts live (``settings.home / "models"``).
+        keep: versions kept on disk per model.
+    """
+
+    def __init__(self, connection: redis.Redis, settings: Settings, keep: int = 3) -> None:
+        self.connection = connection
+        self.root = settings.home / "models"
+        self.keep = keep
+
+    def publish(self, name: str, write: Callable[[Path], None], metadata: dict[str, Any]) -> int:
+        """Write a new version with ``write(folder)``, then make it the active one.
+
+        Returns:
+            The new version number.
+        """
+        version = int(self.connection.incr(keys.model_counter_key(name)))
+        final = self.folder(name, version)
+        staging = final.with_name(f".staging-{version}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        write(staging)
+        meta = {**metadata, "model": name, "version": version, "published_at": time.time()}
+        (staging / METADATA).write_text(json.dumps(meta, indent=2, default=str))
+        staging.rename(final)
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.set(keys.model_active_key(name), version)
+            pipe.zadd(keys.model_versions_key(name), {str(version): meta["published_at"]})
+            pipe.execute()
+        logger.info("model %s: published version %d in %s", name, version, final)
+        self._prune(name, version)
+        return version
+
+    def active_version(self, name: str) -> int | None:
+        """The published version of ``name`` (None if never trained)."""
+        value = self.connection.get(keys.model_active_key(name))
+        return None if value is None else int(value)
+
+    def folder(self, name: str, version: int) -> Path:
+        """Where version ``version`` of ``name`` lives."""
+        return self.root / name / str(version)
+
+    def active_folder(self, name: str) -> tuple[int, Path]:
+        """The active version and its folder.
+
+        Raises:
+            NotFoundError: the model was never trained (or its files are gone).
+        """
+        version = self.active_version(name)
+        if version is None:
+            raise NotFoundError(
+                f"no {name} model has been trained yet: run `streamrec train {name}`"
+            )
+        folder = self.folder(name, version)
+        if not folder.is_dir():
+            raise NotFoundError(
+                f"{name} version {version} is active but {folder} is missing: "
+                f"is STREAMREC_HOME shared with the trainer?"
+            )
+        return version, folder
+
+    def metadata(self, name: str, version: int) -> dict[str, Any]:
+        """The metadata stored with a version."""
+        data: dict[str, Any] = json.loads((self.folder(name, version) / METADATA).read_text())
+        return data
+
+    def _prune(self, name: str, newest: int) -> None:
+        base = self.root / name
+        versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
+        for old in versions[: max(0, len(versions) - self.keep)]:
+            if old != newest:
+                shutil.rmtree(base / str(old), ignore_errors=True)
+                self.connection.zrem(keys.model_versions_key(name), str(old))

@@ -1,0 +1,148 @@
+"""Online ALS serving: fold users in from their full history and cache their top-k.
+
+Used by the worker after every batch (:meth:`OnlineALS.after_batch`, an
+:data:`~streamrec.worker.handlers.AfterApply` hook) and by a retrain to refresh every
+user. The model is reloaded only when the registry publishes a newer version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import redis
+import scipy.sparse as sp
+
+from streamrec import keys
+from streamrec.models.als import ImplicitALS, with_width
+from streamrec.producer.events import Event
+from streamrec.settings import Settings
+from streamrec.state.cache import CacheEntry, RecommendationCache, RecommendedItem
+from streamrec.state.histories import BatchOutcome
+from streamrec.state.matrices import HistoryRows, MatrixReader
+from streamrec.state.registry import ModelRegistry
+from streamrec.state.vocab import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+MODEL = "als"
+#: Seconds between refreshes of the popular-items entry by a worker.
+POPULAR_EVERY = 5.0
+
+
+class OnlineALS:
+    """Keeps the active ALS model and writes users' cache entries.
+
+    Args:
+        connection: a redis-py client.
+        settings: where the registry lives.
+        k: items per cached list.
+        because: history items named per recommended item.
+    """
+
+    def __init__(
+        self, connection: redis.Redis, settings: Settings, k: int = 20, because: int = 2
+    ) -> None:
+        self.registry = ModelRegistry(connection, settings)
+        self.reader = MatrixReader(connection)
+        self.cache = RecommendationCache(connection)
+        self.item_vocab = Vocabulary(connection, "items")
+        self.k = k
+        self.because = because
+        self.model: ImplicitALS | None = None
+        self.version: int | None = None
+        self._names: dict[int, str] = {}
+        self._popular_at = 0.0
+
+    def current(self) -> ImplicitALS | None:
+        """The active model, reloaded if a newer version was published (None if untrained)."""
+        active = self.registry.active_version(MODEL)
+        if active is None:
+            return None
+        if self.version is None or active > self.version:
+            version, folder = self.registry.active_folder(MODEL)
+            self.model = ImplicitALS.load(folder)
+            self.version = version
+            logger.info("serving als version %d (%d items)", version, self.model.n_items)
+        return self.model
+
+    def after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
+        """Worker hook: refresh the cache entries of the users the batch touched."""
+        self.reader.learn_items(outcome.new_items)
+        users = [u.user for u in outcome.users] or sorted({e.user for e in events})
+        self.refresh(users)
+        if time.monotonic() - self._popular_at > POPULAR_EVERY:
+            self.cache.write_popular(self.cache.popular_from_counts(self.k))
+            self._popular_at = time.monotonic()
+
+    def refresh(self, users: Sequence[str]) -> int:
+        """Fold ``users`` in from their full histories and write their entries.
+
+        Users with no item the model knows keep reading the popular entry.
+
+        Returns:
+            Entries written (older-history writes are refused by the cache).
+        """
+        model = self.current()
+        if model is None or not users:
+            return 0
+        assert self.version is not None
+        rows = self.reader.rows(users)
+        self._add_new_items(model, rows)
+        matrix = with_width(rows.matrix, model.n_items)
+        active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
+        if len(active) == 0:
+            return 0
+        vectors = model.fold_in_users(matrix[active])
+        seen = [matrix[r].indices for r in active]
+        ids, scores = model.recommend(vectors, self.k, seen)
+        entries = []
+        for n, r in enumerate(active):
+            found = ids[n] >= 0
+            items, item_scores = ids[n][found], scores[n][found]
+            hist, contrib = model.contributions(matrix[r], items)
+            top = np.argsort(-contrib, axis=0)[: self.because]
+            names = self._external(np.concatenate([items, hist]))
+            entries.append(
+                CacheEntry(
+                    user=rows.users[r],
+                    model=MODEL,
+                    version=self.version,
+                    history_version=int(rows.versions[r]),
+                    items=[
+                        RecommendedItem(
+                            names[int(i)], float(s), [names[int(hist[j])] for j in top[:, col]]
+                        )
+                        for col, (i, s) in enumerate(zip(items, item_scores, strict=True))
+                    ],
+                )
+            )
+        return self.cache.write(entries)
+
+    def _add_new_items(self, model: ImplicitALS, rows: HistoryRows) -> None:
+        """Give items first seen after training a vector, from the users of this batch."""
+        matrix = rows.matrix
+        if matrix.shape[1] <= model.n_items:
+            return
+        known = with_width(matrix, model.n_items)
+        fans = np.flatnonzero(known.getnnz(axis=1) > 0)
+        if len(fans) == 0:
+            return
+        user_vectors = model.fold_in_users(known[fans])
+        item_users = sp.csr_matrix(matrix[fans][:, model.n_items :].T)
+        new = np.flatnonzero(item_users.getnnz(axis=1) > 0)
+        if len(new):
+            vectors = model.fold_in_items(item_users[new], user_vectors)
+            model.add_items(new + model.n_items, vectors)
+            logger.info("folded in %d new items", len(new))
+
+    def _external(self, ids: np.ndarray) -> dict[int, str]:
+        missing = sorted({int(i) for i in ids} - self._names.keys())
+        if missing:
+            reverse = keys.vocab_reverse_key("items")
+            values = self.item_vocab.connection.hmget(reverse, [str(i) for i in missing])
+            for dense, value in zip(missing, values, strict=True):
+                self._names[dense] = value.decode() if isinstance(value, bytes) else str(dense)
+        return self._names
