@@ -37,10 +37,14 @@ def data() -> sp.csr_matrix:
 
 @pytest.fixture(scope="module")
 def model(data: sp.csr_matrix) -> ImplicitALS:
-    return ImplicitALS(ALSParams(factors=8, iterations=15, regularization=0.1, alpha=20.0)).fit(data)
+    return ImplicitALS(ALSParams(factors=8, iterations=15, regularization=0.1, alpha=20.0)).fit(
+        data
+    )
 
 
-def test_recommends_unseen_items_of_the_users_group(model: ImplicitALS, data: sp.csr_matrix) -> None:
+def test_recommends_unseen_items_of_the_users_group(
+    model: ImplicitALS, data: sp.csr_matrix
+) -> None:
     users = np.arange(0, data.shape[0], 7)
     vectors = model.fold_in_users(data[users])
     ids, scores = model.recommend(vectors, 3, [data[u].indices for u in users])
@@ -50,7 +54,9 @@ def test_recommends_unseen_items_of_the_users_group(model: ImplicitALS, data: sp
     assert np.all(np.isfinite(scores))
 
 
-def test_fold_in_of_a_trained_user_matches_training(model: ImplicitALS, data: sp.csr_matrix) -> None:
+def test_fold_in_of_a_trained_user_matches_training(
+    model: ImplicitALS, data: sp.csr_matrix
+) -> None:
     folded = model.fold_in_users(data[:10])
     cos = np.sum(folded * model.user_factors[:10], axis=1) / (
         np.linalg.norm(folded, axis=1) * np.linalg.norm(model.user_factors[:10], axis=1)
@@ -64,7 +70,9 @@ def test_a_new_user_with_a_few_plays_gets_their_groups_items(model: ImplicitALS)
     assert all(group(i) == 2 for i in ids[0]) and not {20, 21, 22} & set(ids[0])
 
 
-def test_fold_in_items_places_a_new_item_in_its_group(model: ImplicitALS, data: sp.csr_matrix) -> None:
+def test_fold_in_items_places_a_new_item_in_its_group(
+    model: ImplicitALS, data: sp.csr_matrix
+) -> None:
     fans = np.arange(USERS_PER_GROUP, 2 * USERS_PER_GROUP)  # group 1
     user_vectors = model.fold_in_users(data[fans])
     item_users = sp.csr_matrix(np.ones((1, len(fans)), dtype=np.float32))
@@ -100,12 +108,16 @@ def test_new_items_added_become_recommendable(data: sp.csr_matrix) -> None:
     assert ids[0, 0] == data.shape[1]
 
 
-def test_save_and_load_round_trip_without_pickle(model: ImplicitALS, tmp_path: Path, data: sp.csr_matrix) -> None:
+def test_save_and_load_round_trip_without_pickle(
+    model: ImplicitALS, tmp_path: Path, data: sp.csr_matrix
+) -> None:
     model.save(tmp_path / "m")
     loaded = ImplicitALS.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.item_factors, model.item_factors)
     assert loaded.params == model.params
-    np.testing.assert_allclose(loaded.fold_in_users(data[:3]), model.fold_in_users(data[:3]), rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.fold_in_users(data[:3]), model.fold_in_users(data[:3]), rtol=1e-5
+    )
 
 
 def test_unfitted_model_says_so() -> None:

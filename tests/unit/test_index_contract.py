@@ -25,7 +25,9 @@ def test_returns_the_true_top_k_best_first(make_index: type) -> None:
     truth = np.argsort(-(queries @ items.T), axis=1)[:, :7]
     np.testing.assert_array_equal(ids, truth)
     assert np.all(np.diff(scores, axis=1) <= 0)
-    np.testing.assert_allclose(scores, np.take_along_axis(queries @ items.T, truth, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        scores, np.take_along_axis(queries @ items.T, truth, axis=1), rtol=1e-5
+    )
 
 
 def test_excluded_items_never_come_back(make_index: type) -> None:
@@ -39,7 +41,9 @@ def test_excluded_items_never_come_back(make_index: type) -> None:
 
 
 def test_k_beyond_the_items_pads_with_minus_one(make_index: type) -> None:
-    ids, scores = make_index(vectors(4)).search(vectors(2, seed=3), 6, [np.array([0]), np.array([])])
+    ids, scores = make_index(vectors(4)).search(
+        vectors(2, seed=3), 6, [np.array([0]), np.array([])]
+    )
     assert ids.shape == (2, 6)
     assert list(ids[0][3:]) == [-1, -1, -1] and sorted(ids[0][:3]) == [1, 2, 3]
     assert list(ids[1][4:]) == [-1, -1] and np.all(np.isneginf(scores[0][3:]))
