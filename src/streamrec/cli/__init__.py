@@ -46,7 +46,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
 
 
 def _register() -> None:
-    from streamrec.cli import datasets, demo, ingest, operate
+    from streamrec.cli import datasets, demo, ingest, models, operate
 
     for command in (
         ingest.push,
@@ -58,6 +58,10 @@ def _register() -> None:
         operate.forget,
         operate.server,
         datasets.datasets,
+        models.train,
+        models.recommend,
+        models.similar,
+        models.explain,
         demo.demo,
     ):
         cli.add_command(command)

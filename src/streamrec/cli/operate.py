@@ -136,8 +136,9 @@ def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> Non
 @click.argument("user")
 @pass_app
 def forget(app: AppContext, user: str) -> None:
-    """Delete every trace of USER: history, ids, dead letters."""
-    existed = HistoryStore(app.connection, app.settings).forget(user)
+    """Delete every trace of USER: history, ids, cached lists, dead letters."""
+    cache_keys = keys.user_cache_keys(user, keys.MODELS)
+    existed = HistoryStore(app.connection, app.settings).forget(user, extra_keys=cache_keys)
     scrubbed = DeadLetterStore(app.connection).scrub_user(user)
     if existed or scrubbed:
         app.console.print(f"forgot {user} ({scrubbed} dead letters removed)")

@@ -1,0 +1,172 @@
+"""Model commands: train, recommend, similar, explain."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+import numpy as np
+from rich.table import Table
+from rq import Retry
+
+from streamrec import keys
+from streamrec.cli.context import AppContext, pass_app
+from streamrec.cli.ingest import progress_bar
+from streamrec.errors import NotFoundError
+from streamrec.models.als import ALSParams, ImplicitALS
+from streamrec.state.cache import RecommendationClient
+from streamrec.state.matrices import MatrixReader
+from streamrec.state.queues import queue
+from streamrec.state.vocab import ItemCatalog, Vocabulary
+from streamrec.worker.serving import OnlineALS
+from streamrec.worker.training import train_als
+
+DEFAULTS = ALSParams()
+
+
+@click.group()
+def train() -> None:
+    """Retrain a model from the whole state and publish it."""
+
+
+@train.command("als")
+@click.option("--factors", type=int, default=DEFAULTS.factors, show_default=True)
+@click.option("--regularization", type=float, default=DEFAULTS.regularization, show_default=True)
+@click.option("--alpha", type=float, default=DEFAULTS.alpha, show_default=True)
+@click.option("--iterations", type=int, default=DEFAULTS.iterations, show_default=True)
+@click.option(
+    "--confidence",
+    type=click.Choice(["binary", "log"]),
+    default=DEFAULTS.confidence,
+    show_default=True,
+)
+@click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
+@pass_app
+def train_als_command(app: AppContext, on_queue: bool, **params: Any) -> None:
+    """Train implicit ALS, publish it, refresh every user's cached list."""
+    if on_queue:
+        job = queue(app.connection, keys.TRAINING_QUEUE).enqueue(
+            "streamrec.worker.jobs.retrain_model", "als", params,
+            job_timeout=3600, retry=Retry(max=1), description="retrain als",
+        )  # fmt: skip
+        app.console.print(f"queued retrain job {job.id} on '{keys.TRAINING_QUEUE}'")
+        return
+    with progress_bar(app) as bar:
+        task = bar.add_task("training als, then refreshing caches", total=None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = train_als(app.connection, app.settings, ALSParams(**params), progress=report)
+    app.console.print(
+        f"als version {result.version}: {result.users:,} users, {result.items:,} items, "
+        f"{result.interactions:,} interactions; fit {result.fit_seconds:.1f} s, "
+        f"{result.refreshed:,} lists refreshed in {result.refresh_seconds:.1f} s"
+    )
+
+
+@click.command()
+@click.argument("user")
+@click.option("-k", type=int, default=10, show_default=True)
+@click.option("--model", default="als", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> None:
+    """What an app reading USER's cached list gets, and how fresh it is."""
+    entry = RecommendationClient(app.connection, model).get(user, k)
+    if entry is None:
+        raise NotFoundError(f"no list for {user!r} and no popular list yet: train a model first")
+    version = int(app.connection.get(keys.user_version_key(user)) or 0)
+    entry["freshness"] = {
+        "age_seconds": round(time.time() - entry["computed_at"], 3),
+        "history_version_now": version,
+        "up_to_date": entry["user"] is not None and entry["history_version"] >= version,
+    }
+    if as_json:
+        click.echo(json.dumps(entry, indent=2))
+        return
+    names = ItemCatalog(app.connection).names([i["item"] for i in entry["items"]])
+    source = (
+        "popular items (no personal list)"
+        if entry["user"] is None
+        else f"{entry['model']} v{entry['version']}"
+    )
+    table = Table("item", "name", "score", "because", title=f"{user}: {source}")
+    for i in entry["items"]:
+        table.add_row(
+            i["item"], names.get(i["item"], ""), f"{i['score']:.3f}", ", ".join(i["because"])
+        )
+    app.console.print(table)
+    f = entry["freshness"]
+    app.console.print(
+        f"computed {f['age_seconds']:.2f} s ago from history version {entry['history_version']} "
+        f"(now {f['history_version_now']}{', up to date' if f['up_to_date'] else ''})"
+    )
+
+
+@click.command()
+@click.argument("item")
+@click.option("-k", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def similar(app: AppContext, item: str, k: int, as_json: bool) -> None:
+    """Items whose ALS factors are closest to ITEM's (cosine)."""
+    model = _model(app)
+    dense = _item_id(app, item, model)
+    ids, scores = model.similar_items(np.array([dense]), k)
+    items = _externals(app, ids[0])
+    rows = [{"item": i, "score": float(s)} for i, s in zip(items, scores[0], strict=False) if i]
+    _print_items(app, rows, f"similar to {item}", as_json)
+
+
+@click.command()
+@click.argument("user")
+@click.argument("item")
+@click.option("-n", type=int, default=5, show_default=True, help="History items to show.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def explain(app: AppContext, user: str, item: str, n: int, as_json: bool) -> None:
+    """Which of USER's history items make ITEM score high for them."""
+    model = _model(app)
+    dense = _item_id(app, item, model)
+    rows = MatrixReader(app.connection).rows([user], n_items=model.n_items)
+    if rows.matrix.nnz == 0:
+        raise NotFoundError(f"user {user!r} has no history the model knows")
+    reasons = model.explain(rows.matrix, dense, n)
+    items = _externals(app, np.array([i for i, _ in reasons]))
+    out = [{"item": i, "contribution": s} for i, (_, s) in zip(items, reasons, strict=True)]
+    _print_items(app, out, f"why {item} for {user}", as_json)
+
+
+def _model(app: AppContext) -> ImplicitALS:
+    model = OnlineALS(app.connection, app.settings).current()
+    if model is None:
+        raise NotFoundError("no als model has been trained yet: run `streamrec train als`")
+    return model
+
+
+def _item_id(app: AppContext, item: str, model: ImplicitALS) -> int:
+    dense = Vocabulary(app.connection, "items").id_of(item)
+    if dense is None or dense >= model.n_items:
+        raise NotFoundError(f"item {item!r} is not known to the model")
+    return dense
+
+
+def _externals(app: AppContext, ids: np.ndarray) -> list[str]:
+    vocab = Vocabulary(app.connection, "items")
+    return [vocab.external(int(i)) or "" if i >= 0 else "" for i in ids]
+
+
+def _print_items(app: AppContext, rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    names = ItemCatalog(app.connection).names([r["item"] for r in rows])
+    table = Table("item", "name", *[c for c in rows[0] if c != "item"] if rows else [], title=title)
+    for r in rows:
+        table.add_row(
+            r["item"], names.get(r["item"], ""), *[f"{v:.3f}" for c, v in r.items() if c != "item"]
+        )
+    app.console.print(table)
