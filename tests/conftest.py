@@ -47,9 +47,10 @@ def settings(session_settings: Settings) -> Settings:
 
 @pytest.fixture
 def redis_conn(settings: Settings) -> Iterator[redis.Redis]:
-    """A client of the real test server, with an empty database."""
+    """A client of the real test server, with an empty database (and no model files)."""
     client = connect(settings)
     client.flushdb()
+    shutil.rmtree(settings.home / "models", ignore_errors=True)
     yield client
     client.close()
 

@@ -41,6 +41,7 @@ class Settings:
         dead_letter_limit: newest dead letters kept.
         job_retries: times RQ retries a failed or abandoned ``apply_events`` job.
         job_timeout: seconds an ``apply_events`` job may run.
+        models_kept: versions of each model kept on disk.
     """
 
     redis_url: str | None = None
@@ -55,12 +56,15 @@ class Settings:
     dead_letter_limit: int = 100_000
     job_retries: int = 5
     job_timeout: int = 600
+    models_kept: int = 3
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1 (got {self.batch_size!r})")
         if not (self.linger >= 0 and math.isfinite(self.linger)):
             raise ConfigError(f"linger must be a finite number ≥ 0 seconds (got {self.linger!r})")
+        if self.models_kept < 1:
+            raise ConfigError(f"models_kept must be ≥ 1 (got {self.models_kept!r})")
         if not self.rating_min < self.rating_max:
             raise ConfigError(
                 f"rating_min must be below rating_max (got {self.rating_min!r} and "
@@ -98,7 +102,7 @@ class Settings:
         Variables: ``STREAMREC_REDIS_URL``, ``STREAMREC_HOME``, ``STREAMREC_BATCH_SIZE``,
         ``STREAMREC_LINGER``, ``STREAMREC_KIND_WEIGHTS`` (``play=1,click=0.5``),
         ``STREAMREC_RATING_MIN``, ``STREAMREC_RATING_MAX``, ``STREAMREC_JOB_RETRIES``,
-        ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``.
+        ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``, ``STREAMREC_MODELS_KEPT``.
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
@@ -120,6 +124,7 @@ class Settings:
             "STREAMREC_JOB_RETRIES": ("job_retries", int),
             "STREAMREC_JOB_TIMEOUT": ("job_timeout", int),
             "STREAMREC_DEAD_LETTER_LIMIT": ("dead_letter_limit", int),
+            "STREAMREC_MODELS_KEPT": ("models_kept", int),
         }
         for var, (name, kind) in numbers.items():
             if env.get(var):

@@ -32,14 +32,14 @@ class ModelRegistry:
 
     Args:
         connection: a redis-py client.
-        settings: where the artifacts live (``settings.home / "models"``).
-        keep: versions kept on disk per model.
+        settings: where the artifacts live (``settings.home / "models"``) and how many
+            versions to keep (``models_kept``).
     """
 
-    def __init__(self, connection: redis.Redis, settings: Settings, keep: int = 3) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection = connection
         self.root = settings.home / "models"
-        self.keep = keep
+        self.keep = settings.models_kept
 
     def publish(self, name: str, write: Callable[[Path], None], metadata: dict[str, Any]) -> int:
         """Write a new version with ``write(folder)``, then make it the active one.
@@ -48,6 +48,11 @@ class ModelRegistry:
             The new version number.
         """
         version = int(self.connection.incr(keys.model_counter_key(name)))
+        on_disk = self._versions_on_disk(name)
+        if on_disk and version <= on_disk[-1]:
+            # Redis lost the counter (a flush, a new server) but the files remain: go past them.
+            version = on_disk[-1] + 1
+            self.connection.set(keys.model_counter_key(name), version)
         final = self.folder(name, version)
         staging = final.with_name(f".staging-{version}")
         shutil.rmtree(staging, ignore_errors=True)
@@ -97,10 +102,15 @@ class ModelRegistry:
         data: dict[str, Any] = json.loads((self.folder(name, version) / METADATA).read_text())
         return data
 
-    def _prune(self, name: str, newest: int) -> None:
+    def _versions_on_disk(self, name: str) -> list[int]:
         base = self.root / name
-        versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
+
+    def _prune(self, name: str, newest: int) -> None:
+        versions = self._versions_on_disk(name)
         for old in versions[: max(0, len(versions) - self.keep)]:
             if old != newest:
-                shutil.rmtree(base / str(old), ignore_errors=True)
+                shutil.rmtree(self.folder(name, old), ignore_errors=True)
                 self.connection.zrem(keys.model_versions_key(name), str(old))

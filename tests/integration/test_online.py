@@ -1,0 +1,182 @@
+"""The online path on a real Redis: train, fold in a brand-new user, cache, read, forget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from streamrec import keys
+from streamrec.cli import cli
+from streamrec.models.als import ALSParams
+from streamrec.producer.bulk import BulkLoader
+from streamrec.producer.producer import Producer
+from streamrec.producer.synthetic import SyntheticConfig, generate, item_id
+from streamrec.settings import Settings
+from streamrec.state.cache import (
+    CacheEntry,
+    RecommendationCache,
+    RecommendationClient,
+    RecommendedItem,
+)
+from streamrec.state.registry import ModelRegistry
+from streamrec.worker.serving import OnlineALS
+from streamrec.worker.training import train_als
+from tests.integration.helpers import drain
+
+PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)
+CONFIG = SyntheticConfig(n_users=150, n_items=120, n_groups=4, events_per_user=15, in_group=0.9)
+
+
+@pytest.fixture
+def trained(redis_conn: redis.Redis, settings: Settings) -> dict[str, int]:
+    data = generate(CONFIG)
+    BulkLoader(redis_conn, settings).load_events(data.events, "synthetic")
+    report = train_als(redis_conn, settings, PARAMS)
+    assert report.refreshed == CONFIG.n_users
+    return data.item_group
+
+
+def test_a_new_user_gets_a_personal_list_from_their_plays(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    plays = [item for item, g in trained.items() if g == 2][:5]
+    with Producer(redis_conn, settings, linger=0) as producer:
+        for item in plays:
+            producer.send("newcomer", item, 3)
+    client = RecommendationClient(redis_conn)
+    popular = client.get("nobody-at-all", 10)
+    assert popular is not None and popular["user"] is None
+    drain(redis_conn)
+    entry = client.get("newcomer", 10)
+    assert entry is not None and entry["user"] == "newcomer"
+    assert entry["history_version"] == 5 and entry["version"] == 1
+    items = [i["item"] for i in entry["items"]]
+    assert len(items) == 10 and not set(items) & set(plays)
+    assert items != [i["item"] for i in popular["items"]]
+    assert sum(trained[i] == 2 for i in items) >= 8  # the planted taste shows through
+    assert all(set(i["because"]) <= set(plays) and i["because"] for i in entry["items"])
+    out = CliRunner().invoke(
+        cli, ["explain", "newcomer", items[0], "--json"], catch_exceptions=False
+    )
+    assert {r["item"] for r in json.loads(out.output)} <= set(plays)
+
+
+def test_a_cache_entry_from_an_older_history_never_replaces_a_newer_one(
+    redis_conn: redis.Redis,
+) -> None:
+    cache = RecommendationCache(redis_conn)
+    fresh = CacheEntry("u", "als", 1, 7, [RecommendedItem("a", 1.0)])
+    stale = CacheEntry("u", "als", 1, 6, [RecommendedItem("b", 1.0)])
+    newer_model = CacheEntry("u", "als", 2, 7, [RecommendedItem("c", 1.0)])
+    assert cache.write([fresh]) == 1
+    assert cache.write([stale]) == 0
+    assert cache.read("u", "als").items[0].item == "a"  # type: ignore[union-attr]
+    assert cache.write([newer_model]) == 1
+    assert cache.read("u", "als").items[0].item == "c"  # type: ignore[union-attr]
+
+
+def test_items_first_seen_after_training_become_recommendable(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    fans = [f"fan-{n}" for n in range(12)]
+    group_items = [item for item, g in trained.items() if g == 1][:4]
+    with Producer(redis_conn, settings, linger=0, batch_size=10_000) as producer:
+        for fan in fans:
+            for item in group_items:
+                producer.send(fan, item, 3)
+            if fan != fans[-1]:
+                producer.send(fan, "brand-new-item", 3)
+    drain(redis_conn)
+    entry = RecommendationClient(redis_conn).get(fans[-1], 10)
+    assert entry is not None and "brand-new-item" in [i["item"] for i in entry["items"]]
+
+
+def test_publishing_is_atomic_and_workers_reload_only_newer_versions(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    registry = ModelRegistry(redis_conn, settings)
+    online = OnlineALS(redis_conn, settings)
+    first = online.current()
+    assert online.version == 1 and online.current() is first  # no reload without a new version
+    for _ in range(3):
+        train_als(redis_conn, settings, PARAMS)
+    assert registry.active_version("als") == 4
+    assert online.current() is not first and online.version == 4
+    kept = sorted(
+        int(p.name) for p in (settings.home / "models" / "als").iterdir() if p.name.isdigit()
+    )
+    assert kept == [2, 3, 4]  # settings.models_kept
+    assert not [p for p in (settings.home / "models" / "als").iterdir() if p.name.startswith(".")]
+    entry = RecommendationClient(redis_conn).get(generate(CONFIG).users()[0])
+    assert entry is not None and entry["version"] == 4
+
+
+def test_retrain_on_the_training_queue(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["train", "als", "--factors", "8", "--queue"], catch_exceptions=False
+    )
+    assert "queued retrain job" in result.output
+    from streamrec.worker.runner import run_worker
+
+    run_worker(redis_conn, [keys.TRAINING_QUEUE], burst=True)
+    assert ModelRegistry(redis_conn, settings).active_version("als") == 2
+    assert (
+        json.loads(
+            ModelRegistry(redis_conn, settings).folder("als", 2).joinpath("params.json").read_text()
+        )["factors"]
+        == 8
+    )
+
+
+def test_forget_deletes_the_cached_list(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    user = generate(CONFIG).users()[0]
+    assert redis_conn.exists(keys.recommendations_key(user, "als"))
+    CliRunner().invoke(cli, ["forget", user], catch_exceptions=False)
+    assert not list(redis_conn.scan_iter(match=f"*{user}*"))
+
+
+@pytest.mark.slow
+def test_concurrent_workers_leave_the_list_of_the_final_history(
+    redis_conn: redis.Redis,
+    settings: Settings,
+    trained: dict[str, int],
+    subprocess_env: dict[str, str],
+) -> None:
+    users = [f"busy-{n}" for n in range(3)]
+    items = sorted(trained)
+    with Producer(redis_conn, settings, linger=0, batch_size=7) as producer:
+        for n in range(240):
+            producer.send(users[n % 3], items[(n * 7) % len(items)], 1)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "streamrec", "worker", "--burst"], env=subprocess_env
+        )
+        for _ in range(3)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+    for user in users:
+        entry = RecommendationClient(redis_conn).get(user, 20)
+        assert entry is not None and entry["user"] == user
+        assert (
+            entry["history_version"] == int(redis_conn.get(keys.user_version_key(user)) or 0) == 80
+        )
+        history = set(redis_conn.hkeys(keys.user_history_key(user)))
+        assert not {i["item"].encode() for i in entry["items"]} & history
+    assert item_id(0)  # the synthetic ids are the ones trained on
+
+
+def test_a_lost_version_counter_does_not_overwrite_model_files(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    redis_conn.delete(keys.model_counter_key("als"))  # as if Redis lost its data
+    assert ModelRegistry(redis_conn, settings).publish("als", lambda folder: None, {}) == 2
