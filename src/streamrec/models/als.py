@@ -73,6 +73,7 @@ class ImplicitALS:
         self.index: ExactIndex | None = None
         self._yty_cache: np.ndarray | None = None
         self._yty_rows = 0
+        self._y64_cache: np.ndarray | None = None
 
     @property
     def item_factors(self) -> np.ndarray:
@@ -201,13 +202,45 @@ class ImplicitALS:
             ``(history item ids (h,), contributions (h, k))``; column sums are the scores.
         """
         row = self._clip(history)
-        hist = row.indices.astype(np.int64)
-        c = row.data.astype(np.float64) * self.params.alpha
-        y = self.item_factors.astype(np.float64)
+        return self._contributions(row.indices, row.data, np.asarray(items, dtype=np.int64))
+
+    def because(
+        self, history: sp.csr_matrix, items: np.ndarray, n: int = 2
+    ) -> list[list[list[int]]]:
+        """For each row and each of its recommended items, the ``n`` history items that
+        contribute most to that item's score (see :meth:`contributions`).
+
+        Args:
+            history: full histories, ``(rows, n_items)`` CSR of raw weights.
+            items: recommended ids per row, ``(rows, k)``; ``-1`` slots are skipped.
+            n: history items per recommended item.
+
+        Returns:
+            ``out[row][j]`` = history item ids behind ``items[row, j]``, strongest first.
+        """
+        conf = self._clip(history)
+        out: list[list[list[int]]] = []
+        for r in range(conf.shape[0]):
+            lo, hi = conf.indptr[r], conf.indptr[r + 1]
+            rec = items[r][items[r] >= 0]
+            if hi == lo or len(rec) == 0:
+                out.append([[] for _ in rec])
+                continue
+            hist, contrib = self._contributions(conf.indices[lo:hi], conf.data[lo:hi], rec)
+            top = np.argsort(-contrib, axis=0)[:n]
+            out.append([[int(hist[j]) for j in top[:, col]] for col in range(len(rec))])
+        return out
+
+    def _contributions(
+        self, hist: np.ndarray, confidence: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c = confidence.astype(np.float64) * self.params.alpha
+        y = self._y64()
         yh = y[hist]
-        a = self._yty() + (yh.T * (c - 1.0)) @ yh + self.params.regularization * np.eye(y.shape[1])
-        z = np.linalg.solve(a, y[np.asarray(items, dtype=np.int64)].T)
-        return hist, (yh @ z) * c[:, None]
+        a = self._yty() + (yh.T * (c - 1.0)) @ yh
+        a[np.diag_indices_from(a)] += self.params.regularization
+        z = np.linalg.solve(a, y[items].T)
+        return hist.astype(np.int64), (yh @ z) * c[:, None]
 
     def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
         """The history items that contributed most to ``item``'s score for this user.
@@ -225,9 +258,14 @@ class ImplicitALS:
         order = np.argsort(-contrib[:, 0])[:n]
         return [(int(hist[j]), float(contrib[j, 0])) for j in order]
 
+    def _y64(self) -> np.ndarray:
+        if self._y64_cache is None or self._y64_cache.shape[0] != self.n_items:
+            self._y64_cache = self.item_factors.astype(np.float64)
+        return self._y64_cache
+
     def _yty(self) -> np.ndarray:
         if self._yty_cache is None or self._yty_rows != self.n_items:  # new items change YᵀY
-            y = self.item_factors.astype(np.float64)
+            y = self._y64()
             self._yty_cache, self._yty_rows = y.T @ y, self.n_items
         return self._yty_cache
 

@@ -95,29 +95,22 @@ class OnlineALS:
         active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
         if len(active) == 0:
             return 0
-        vectors = model.fold_in_users(matrix[active])
-        seen = [matrix[r].indices for r in active]
+        rows_active = matrix[active]
+        vectors = model.fold_in_users(rows_active)
+        indptr, indices = rows_active.indptr, rows_active.indices
+        seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
         ids, scores = model.recommend(vectors, self.k, seen)
+        because = model.because(rows_active, ids, self.because)
+        names = self._external(np.concatenate([ids[ids >= 0], indices]))
         entries = []
         for n, r in enumerate(active):
             found = ids[n] >= 0
-            items, item_scores = ids[n][found], scores[n][found]
-            hist, contrib = model.contributions(matrix[r], items)
-            top = np.argsort(-contrib, axis=0)[: self.because]
-            names = self._external(np.concatenate([items, hist]))
+            items = [
+                RecommendedItem(names[int(i)], float(s), [names[j] for j in reasons])
+                for i, s, reasons in zip(ids[n][found], scores[n][found], because[n], strict=True)
+            ]
             entries.append(
-                CacheEntry(
-                    user=rows.users[r],
-                    model=MODEL,
-                    version=self.version,
-                    history_version=int(rows.versions[r]),
-                    items=[
-                        RecommendedItem(
-                            names[int(i)], float(s), [names[int(hist[j])] for j in top[:, col]]
-                        )
-                        for col, (i, s) in enumerate(zip(items, item_scores, strict=True))
-                    ],
-                )
+                CacheEntry(rows.users[r], MODEL, self.version, int(rows.versions[r]), items)
             )
         return self.cache.write(entries)
 

@@ -1,0 +1,211 @@
+"""Freshness: how soon a pushed event shows in the user's cached list, under load.
+
+    python bench/freshness.py [--rate 2000] [--seconds 20] [--data ../shared/data/ml-100k]
+
+1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and ALS
+   trained, on the embedded Redis under a temporary home.
+2. One worker process; the producer sends a sustained ``--rate`` events/s of ML-100K-like
+   traffic for ``--seconds``. Every 10th event is a probe: its user's next history version
+   is known, and a reader thread polls that user's cache entry until its
+   ``history_version`` reaches it. Latency = push call to entry visible, p50/p99.
+3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
+   and the whole refresh of one user (Redis reads, model, CAS write).
+4. Cached reads per second through ``RecommendationClient.get`` vs raw redis-py ``GET`` of
+   the same keys, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from streamrec import keys
+from streamrec.producer.bulk import BulkLoader
+from streamrec.producer.importers import open_source
+from streamrec.producer.producer import Producer
+from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.settings import Settings
+from streamrec.state.cache import RecommendationClient
+from streamrec.state.connection import connect, stop_embedded
+from streamrec.worker.serving import OnlineALS
+from streamrec.worker.training import train_als
+
+PROBE_EVERY = 10
+
+
+def load_state(conn: redis.Redis, settings: Settings, data: Path) -> tuple[list[str], list[str]]:
+    """Import the data (ML-100K when present) and return (users, items)."""
+    if (data / "u.data").exists():
+        BulkLoader(conn, settings).load(open_source(data, "movielens-100k"))
+        print(f"state: MovieLens 100K from {data}")
+    else:
+        synthetic = generate(SyntheticConfig(n_users=943, n_items=1682, events_per_user=106))
+        BulkLoader(conn, settings).load_events(synthetic.events, "synthetic")
+        print("state: synthetic data of ML-100K size (MovieLens 100K not found)")
+    users = sorted(k.decode() for k in conn.hkeys(keys.vocab_key("users")))
+    items = sorted(k.decode() for k in conn.hkeys(keys.vocab_key("items")))
+    return users, items
+
+
+class ProbeWatcher(threading.Thread):
+    """Polls the cache entries of pending probes and records when each became visible."""
+
+    def __init__(self, conn: redis.Redis) -> None:
+        super().__init__(daemon=True)
+        self.conn = conn
+        self.pending: dict[int, tuple[str, int, float]] = {}
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def add(self, probe: int, user: str, version: int, sent: float) -> None:
+        with self.lock:
+            self.pending[probe] = (user, version, sent)
+
+    def run(self) -> None:
+        import json
+
+        while not self.stop.is_set() or self.pending:
+            with self.lock:
+                items = list(self.pending.items())
+            if not items:
+                time.sleep(0.0005)
+                continue
+            raws = self.conn.mget([keys.recommendations_key(u, "als") for _, (u, _, _) in items])
+            now = time.perf_counter()
+            with self.lock:
+                for (probe, (_, version, sent)), raw in zip(items, raws, strict=True):
+                    if raw is not None and json.loads(raw)["history_version"] >= version:
+                        self.latencies.append(now - sent)
+                        del self.pending[probe]
+            time.sleep(0.0005)
+
+
+def sustained_load(
+    conn: redis.Redis, settings: Settings, users: list[str], items: list[str], rate: float, seconds: float
+) -> tuple[list[float], int, float]:
+    """Send ``rate`` events/s for ``seconds``; returns probe latencies, events sent, backlog."""
+    rng = random.Random(7)
+    probe_users = users[: len(users) // 10]
+    background = users[len(users) // 10 :]
+    versions = {u: int(conn.get(keys.user_version_key(u)) or 0) for u in probe_users}
+    watcher = ProbeWatcher(conn)
+    watcher.start()
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    with Producer(conn, settings) as producer:
+        for n in range(total):
+            if n % PROBE_EVERY == 0:
+                user = rng.choice(probe_users)
+                with watcher.lock:
+                    busy = any(u == user for u, _, _ in watcher.pending.values())
+                if not busy:
+                    versions[user] += 1
+                    sent = time.perf_counter()
+                    producer.send(user, rng.choice(items), 1)
+                    watcher.add(n, user, versions[user], sent)
+                else:
+                    producer.send(rng.choice(background), rng.choice(items), 1)
+            else:
+                producer.send(rng.choice(background), rng.choice(items), 1)
+            ahead = (n + 1) / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    elapsed = time.perf_counter() - start
+    backlog = time.perf_counter()
+    watcher.stop.set()
+    watcher.join(timeout=60)
+    return watcher.latencies, total, elapsed
+
+
+def fold_in_timing(conn: redis.Redis, settings: Settings, users: list[str]) -> tuple[float, float]:
+    """Milliseconds per user: the model part, and a whole one-user refresh."""
+    online = OnlineALS(conn, settings)
+    model = online.current()
+    assert model is not None
+    sample = users[:200]
+    rows = online.reader.rows(sample, n_items=model.n_items)
+    start = time.perf_counter()
+    for r in range(len(sample)):
+        row = rows.matrix[r]
+        vector = model.fold_in_users(row)
+        ids, _ = model.recommend(vector, online.k, [row.indices])
+        model.contributions(row, ids[0][ids[0] >= 0])
+    model_ms = (time.perf_counter() - start) * 1000 / len(sample)
+    start = time.perf_counter()
+    for user in sample:
+        online.refresh([user])
+    refresh_ms = (time.perf_counter() - start) * 1000 / len(sample)
+    return model_ms, refresh_ms
+
+
+def read_rates(conn: redis.Redis, users: list[str], n: int = 20_000) -> tuple[float, float]:
+    """Reads per second through the client and through raw GET of the same keys."""
+    client = RecommendationClient(conn)
+    picks = [random.Random(3).choice(users) for _ in range(n)]
+    key_of = {u: keys.recommendations_key(u, "als") for u in set(picks)}
+    start = time.perf_counter()
+    for user in picks:
+        conn.get(key_of[user])
+    raw = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for user in picks:
+        client.get(user)
+    through = n / (time.perf_counter() - start)
+    return through, raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ml-100k")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="streamrec-fresh-"))
+    env = dict(os.environ, STREAMREC_HOME=str(home), OPENBLAS_NUM_THREADS="1")
+    settings = Settings.from_env(env)
+    conn = connect(settings)
+    worker = None
+    try:
+        users, items = load_state(conn, settings, args.data)
+        report = train_als(conn, settings)
+        print(f"als trained: fit {report.fit_seconds:.2f} s, {report.refreshed} lists in {report.refresh_seconds:.2f} s")
+
+        model_ms, refresh_ms = fold_in_timing(conn, settings, users)
+        print(f"fold-in + top-{OnlineALS(conn, settings).k} (+ because) per user: model {model_ms:.2f} ms, "
+              f"whole refresh of one user (reads, model, CAS write) {refresh_ms:.2f} ms  [target ≤ 2 ms]")
+
+        worker = subprocess.Popen([sys.executable, "-m", "streamrec", "worker"], env=env)
+        time.sleep(1.5)  # the worker loads the model before the clock starts
+        latencies, sent, elapsed = sustained_load(conn, settings, users, items, args.rate, args.seconds)
+        lat = np.array(latencies) * 1000
+        print(f"sustained {sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events), "
+              f"{len(lat)} probes: push → cache entry p50 {np.percentile(lat, 50):.1f} ms, "
+              f"p90 {np.percentile(lat, 90):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+              f"max {lat.max():.1f} ms  [targets p50 ≤ 50, p99 ≤ 250]")
+
+        through, raw = read_rates(conn, users)
+        print(f"cached reads: client {through:,.0f}/s, raw GET {raw:,.0f}/s ({through / raw:.1%})  [target ≥ 80%]")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait()
+        conn.close()
+        stop_embedded(settings)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
