@@ -180,3 +180,18 @@ def test_a_lost_version_counter_does_not_overwrite_model_files(
 ) -> None:
     redis_conn.delete(keys.model_counter_key("als"))  # as if Redis lost its data
     assert ModelRegistry(redis_conn, settings).publish("als", lambda folder: None, {}) == 2
+
+
+def test_the_client_built_from_settings_reads_with_one_get(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    user = generate(CONFIG).users()[0]
+    client = RecommendationClient(settings)
+    client.get(user)  # the connection's handshake happens here
+    redis_conn.config_resetstat()
+    entry = client.get(user, 5)
+    stats = redis_conn.info("commandstats")
+    assert entry is not None and len(entry["items"]) == 5 and entry["user"] == user
+    assert stats["cmdstat_get"]["calls"] == 1
+    own = {"cmdstat_config", "cmdstat_info"}  # this test's own CONFIG RESETSTAT and INFO
+    assert {k: v["calls"] for k, v in stats.items() if k not in own} == {"cmdstat_get": 1}

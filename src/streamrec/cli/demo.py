@@ -15,10 +15,12 @@ from streamrec.cli.operate import _stop, status
 from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
 from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.state.cache import RecommendationClient
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
 from streamrec.worker.runner import spawn_workers
+from streamrec.worker.training import train_als
 
 
 @click.command()
@@ -36,7 +38,8 @@ from streamrec.worker.runner import spawn_workers
 def demo(
     app: AppContext, users: int, items: int, live_users: int, rate: float, seed: int, reset: bool
 ) -> None:
-    """Generate data, import its history, replay live events through producer and worker."""
+    """Generate data, import its history, train ALS, then replay live events through producer
+    and worker while a newcomer's recommendations follow their plays."""
     conn = app.connection
     if reset:
         _reset(conn)
@@ -61,16 +64,28 @@ def demo(
         f"{report.events:,} events from {users - len(newcomers)} users ({report.rate:,.0f}/s)"
     )
 
-    app.console.rule(f"2. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
+    app.console.rule("2. train ALS on the history")
+    trained = train_als(conn, app.settings)
+    app.console.print(
+        f"als v{trained.version}: fit {trained.fit_seconds:.1f} s, {trained.refreshed} cached lists "
+        f"written in {trained.refresh_seconds:.1f} s"
+    )
+
+    app.console.rule(f"3. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
+    watched = next((e.user for e in live if e.user in newcomers), data.users()[0])
+    client = RecommendationClient(conn)
     workers = spawn_workers(1, [keys.EVENTS_QUEUE])
     try:
         target = read_counts(conn).events_applied + len(live)
+        plays = 0
         start = time.monotonic()
-        with Producer(conn, app.settings) as producer, progress_bar(app) as bar:
-            task = bar.add_task("sending live events", total=len(live))
+        with Producer(conn, app.settings) as producer:
             for n, e in enumerate(live, 1):
                 producer.send(e.user, e.item, e.weight, e.kind, e.timestamp, e.event_id)
-                bar.advance(task)
+                if e.user == watched and plays < 5:
+                    plays += 1
+                    producer.flush()
+                    _show_fresh_list(app, client, watched, plays, e.item, data.item_names)
                 ahead = n / rate - (time.monotonic() - start)
                 if ahead > 0:
                     time.sleep(ahead)
@@ -79,12 +94,35 @@ def demo(
         app.console.print(
             f"every live event applied; the worker finished {max(lag, 0):.2f} s after the last send"
         )
-        watched = sorted(newcomers)[0] if newcomers else data.users()[0]
         _show_user(app, watched)
-        app.console.rule("3. status")
+        app.console.rule("4. status")
         click.get_current_context().invoke(status)
     finally:
         _stop(workers)
+
+
+def _show_fresh_list(
+    app: AppContext,
+    client: RecommendationClient,
+    user: str,
+    plays: int,
+    item: str,
+    names: dict[str, str],
+) -> None:
+    """Wait for the user's list to reflect their newest play and print its top 5."""
+    sent = time.monotonic()
+    entry = client.get(user, 5)
+    while (entry is None or entry["user"] != user or entry["history_version"] < plays) and (
+        time.monotonic() - sent < 5
+    ):
+        time.sleep(0.002)
+        entry = client.get(user, 5)
+    waited = (time.monotonic() - sent) * 1000
+    top = ", ".join(names.get(i["item"], i["item"]) for i in entry["items"]) if entry else "-"
+    app.console.print(
+        f"{user} plays [bold]{names.get(item, item)}[/] (play {plays}) → list visible after "
+        f"{waited:.0f} ms: {top}"
+    )
 
 
 def _wait_applied(conn: redis.Redis, target: int, timeout: float = 60.0) -> None:

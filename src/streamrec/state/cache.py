@@ -22,6 +22,8 @@ from typing import Any
 import redis
 
 from streamrec import keys
+from streamrec.settings import Settings
+from streamrec.state.connection import connect
 from streamrec.state.scripts import script
 
 
@@ -118,12 +120,18 @@ class RecommendationClient:
     """What an app uses: one GET per user (a second only for users without an entry).
 
     Args:
-        connection: a redis-py client.
+        source: settings (the client connects, starting the embedded server if needed) or
+            an existing redis-py client.
         model: which model's lists to read.
+
+    Example::
+
+        client = RecommendationClient(Settings.from_env())
+        entry = client.get("alice", k=10)   # {"user", "model", "version", ..., "items": [...]}
     """
 
-    def __init__(self, connection: redis.Redis, model: str = "als") -> None:
-        self.connection = connection
+    def __init__(self, source: Settings | redis.Redis, model: str = "als") -> None:
+        self.connection = connect(source) if isinstance(source, Settings) else source
         self.model = model
 
     def get(self, user: str, k: int | None = None) -> dict[str, Any] | None:
