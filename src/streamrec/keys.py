@@ -27,8 +27,13 @@ def user_history_key(user: str) -> str:
 
 
 def user_ratings_key(user: str) -> str:
-    """Hash item -> "<rating> <stamp>": the user's newest rating of that item and its order."""
+    """Hash item -> the user's newest rating of that item."""
     return f"{PREFIX}:user:{{{user}}}:ratings"
+
+
+def user_rating_stamps_key(user: str) -> str:
+    """Hash item -> order stamp (zero-padded time, event id) of the rating kept in ratings."""
+    return f"{PREFIX}:user:{{{user}}}:rating-stamps"
 
 
 def user_version_key(user: str) -> str:
@@ -36,9 +41,14 @@ def user_version_key(user: str) -> str:
     return f"{PREFIX}:user:{{{user}}}:version"
 
 
-def user_keys(user: str) -> tuple[str, str, str]:
+def user_keys(user: str) -> tuple[str, str, str, str]:
     """The per-user history keys, in the order the Lua scripts expect them."""
-    return (user_history_key(user), user_ratings_key(user), user_version_key(user))
+    return (
+        user_history_key(user),
+        user_ratings_key(user),
+        user_rating_stamps_key(user),
+        user_version_key(user),
+    )
 
 
 def vocab_key(space: Space) -> str:

@@ -123,3 +123,21 @@ def test_save_and_load_round_trip_without_pickle(
 def test_unfitted_model_says_so() -> None:
     with pytest.raises(RuntimeError, match="not trained"):
         ImplicitALS().fold_in_users(sp.csr_matrix((1, 3)))
+
+
+def test_solve_users_matches_fold_in_and_because_matches_contributions(
+    model: ImplicitALS, data: sp.csr_matrix
+) -> None:
+    rows = data[:6]
+    ids, _ = model.recommend(model.fold_in_users(rows), 4, [rows[r].indices for r in range(6)])
+    ids[2, 3] = -1  # an empty slot is skipped
+    systems = model.solve_users(rows)
+    np.testing.assert_allclose(systems.vectors, model.fold_in_users(rows), rtol=1e-3, atol=1e-5)
+    batched = model.because(systems, ids, n=2)
+    for r in range(6):
+        valid = ids[r][ids[r] >= 0]
+        hist, contrib = model.contributions(rows[r], valid)
+        expected = [
+            [int(hist[j]) for j in np.argsort(-contrib[:, c])[:2]] for c in range(len(valid))
+        ]
+        assert batched[r] == expected

@@ -67,8 +67,8 @@ def demo(
     app.console.rule("2. train ALS on the history")
     trained = train_als(conn, app.settings)
     app.console.print(
-        f"als v{trained.version}: fit {trained.fit_seconds:.1f} s, {trained.refreshed} cached lists "
-        f"written in {trained.refresh_seconds:.1f} s"
+        f"als v{trained.version}: fit {trained.fit_seconds:.1f} s, {trained.refreshed} "
+        f"cached lists written in {trained.refresh_seconds:.1f} s"
     )
 
     app.console.rule(f"3. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")

@@ -58,6 +58,21 @@ class ALSParams:
     num_threads: int = 0
 
 
+@dataclass(frozen=True)
+class UserSystems:
+    """Users solved by :meth:`ImplicitALS.solve_users`.
+
+    Attributes:
+        confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
+        normal: the normal-equation matrices ``A_u``, ``(n, factors, factors)`` float64.
+        vectors: the solved user vectors, ``(n, factors)`` float32.
+    """
+
+    confidence: sp.csr_matrix
+    normal: np.ndarray
+    vectors: np.ndarray
+
+
 class ImplicitALS:
     """ALS model: item factors learned by ``implicit``, users solved on demand.
 
@@ -204,31 +219,57 @@ class ImplicitALS:
         row = self._clip(history)
         return self._contributions(row.indices, row.data, np.asarray(items, dtype=np.int64))
 
-    def because(
-        self, history: sp.csr_matrix, items: np.ndarray, n: int = 2
-    ) -> list[list[list[int]]]:
-        """For each row and each of its recommended items, the ``n`` history items that
-        contribute most to that item's score (see :meth:`contributions`).
+    def solve_users(self, user_items: sp.csr_matrix) -> UserSystems:
+        """Fold users in like :meth:`fold_in_users`, keeping each user's normal equations.
+
+        Builds ``A_u = YᵀY + Σ_j (c_j - 1) y_j y_jᵀ + λI`` and ``b_u = Σ_j c_j y_j`` once per
+        user and solves them all in one batched call; :meth:`because` reuses the ``A_u`` to
+        explain the recommendations without building them again (the serving hot path).
 
         Args:
-            history: full histories, ``(rows, n_items)`` CSR of raw weights.
-            items: recommended ids per row, ``(rows, k)``; ``-1`` slots are skipped.
+            user_items: full histories, ``(n, n_items)`` CSR of raw weights.
+        """
+        conf = self._clip(user_items)
+        y = self._y64()
+        alpha, n, f = self.params.alpha, conf.shape[0], y.shape[1]
+        a = np.repeat(self._yty()[None], n, axis=0)
+        a[:, np.arange(f), np.arange(f)] += self.params.regularization
+        b = np.zeros((n, f))
+        for r in range(n):
+            lo, hi = conf.indptr[r], conf.indptr[r + 1]
+            yh, c = y[conf.indices[lo:hi]], conf.data[lo:hi] * alpha
+            a[r] += (yh.T * (c - 1.0)) @ yh
+            b[r] = yh.T @ c
+        vectors = np.linalg.solve(a, b[..., None])[..., 0] if n else b
+        return UserSystems(conf, a, vectors.astype(np.float32))
+
+    def because(self, systems: UserSystems, items: np.ndarray, n: int = 2) -> list[list[list[int]]]:
+        """For each user and each recommended item, the ``n`` history items that contribute
+        most to that item's score (see :meth:`contributions`).
+
+        Args:
+            systems: from :meth:`solve_users`.
+            items: recommended ids per user, ``(users, k)``; ``-1`` slots are skipped.
             n: history items per recommended item.
 
         Returns:
-            ``out[row][j]`` = history item ids behind ``items[row, j]``, strongest first.
+            ``out[user][j]`` = history item ids behind the j-th valid item, strongest first.
         """
-        conf = self._clip(history)
+        conf, y, alpha = systems.confidence, self._y64(), self.params.alpha
+        if conf.shape[0] == 0:
+            return []
+        z = np.linalg.solve(systems.normal, y[np.maximum(items, 0)].transpose(0, 2, 1))
         out: list[list[list[int]]] = []
         for r in range(conf.shape[0]):
             lo, hi = conf.indptr[r], conf.indptr[r + 1]
-            rec = items[r][items[r] >= 0]
-            if hi == lo or len(rec) == 0:
-                out.append([[] for _ in rec])
+            valid = items[r] >= 0
+            if hi == lo:
+                out.append([[] for _ in range(int(valid.sum()))])
                 continue
-            hist, contrib = self._contributions(conf.indices[lo:hi], conf.data[lo:hi], rec)
+            hist = conf.indices[lo:hi]
+            contrib = (y[hist] @ z[r][:, valid]) * (conf.data[lo:hi] * alpha)[:, None]
             top = np.argsort(-contrib, axis=0)[:n]
-            out.append([[int(hist[j]) for j in top[:, col]] for col in range(len(rec))])
+            out.append([[int(hist[j]) for j in top[:, col]] for col in range(top.shape[1])])
         return out
 
     def _contributions(

@@ -176,7 +176,7 @@ class HistoryStore:
         return UserHistory(
             user=user,
             interactions={k.decode(): float(v) for k, v in interactions.items()},
-            ratings={k.decode(): float(v.split(b" ", 1)[0]) for k, v in ratings.items()},
+            ratings={k.decode(): float(v) for k, v in ratings.items()},
             version=int(version or 0),
             last_ts=float(last_ts) if last_ts is not None else None,
         )
@@ -210,10 +210,11 @@ class HistoryStore:
         for ev in events:
             index = users.setdefault(ev.user, len(users) + 1)
             if ev.kind == RATING_KIND:
-                value = f"{ev.weight!r} {ev.timestamp:020.6f} {ev.event_id}"
-                rows.append((index, ev.item, "r", value, ev.timestamp))
+                stamp = f"{ev.timestamp:020.6f} {ev.event_id}"
+                rows.append((index, ev.item, "r", repr(ev.weight), ev.timestamp, stamp))
             else:
-                rows.append((index, ev.item, "s", repr(ev.weight * weights[ev.kind]), ev.timestamp))
+                value = repr(ev.weight * weights[ev.kind])
+                rows.append((index, ev.item, "s", value, ev.timestamp, ""))
         keys_ = list(_GLOBAL_KEYS)
         for user in users:
             keys_ += keys.user_keys(user)

@@ -44,12 +44,11 @@ class MatrixReader:
 
     def __init__(self, connection: redis.Redis) -> None:
         self.connection = connection
-        self.items = Vocabulary(connection, "items")
-        self._item_ids: dict[str, int] = {}
+        self._item_ids: dict[bytes, int] = {}
 
     def learn_items(self, pairs: Sequence[tuple[str, int]]) -> None:
         """Add known (item, dense id) pairs to the cache (e.g. a batch's new items)."""
-        self._item_ids.update(pairs)
+        self._item_ids.update((item.encode(), dense) for item, dense in pairs)
 
     def rows(self, users: Sequence[str], n_items: int | None = None) -> HistoryRows:
         """The full histories of ``users`` (unknown users give empty rows).
@@ -58,8 +57,10 @@ class MatrixReader:
             users: external user ids.
             n_items: matrix width; default: one more than the largest dense item id seen.
         """
-        data: list[float] = []
-        cols: list[int] = []
+        # Hot path of every fold-in: values are collected as bytes and parsed by numpy in
+        # one go, and items are looked up by their raw bytes (no decoding per entry).
+        values: list[bytes] = []
+        names: list[bytes] = []
         indptr = [0]
         versions = np.zeros(len(users), dtype=np.int64)
         for start in range(0, len(users), CHUNK):
@@ -72,26 +73,24 @@ class MatrixReader:
                 replies = pipe.execute()
             for offset in range(len(chunk)):
                 history, ratings, version = replies[3 * offset : 3 * offset + 3]
-                weights: dict[str, float] = {k.decode(): float(v) for k, v in history.items()}
-                for k, v in ratings.items():
-                    item = k.decode()
-                    weights[item] = weights.get(item, 0.0) + float(v.split(b" ", 1)[0])
-                ids = self._ids(list(weights))
-                for item, weight in weights.items():
-                    cols.append(ids[item])
-                    data.append(weight)
-                indptr.append(len(cols))
+                names += history.keys()
+                values += history.values()
+                names += ratings.keys()
+                values += ratings.values()
+                indptr.append(len(names))
                 versions[start + offset] = int(version or 0)
-        width = n_items if n_items is not None else (max(cols) + 1 if cols else 0)
-        keep = np.asarray(cols, dtype=np.int64) < width
-        matrix = _csr(
-            np.asarray(data, dtype=np.float32),
-            np.asarray(cols, dtype=np.int64),
-            np.asarray(indptr),
-            keep,
-            len(users),
-            width,
+        cols = self._ids(names)
+        data = (
+            np.array(values, dtype=np.float64).astype(np.float32)
+            if values
+            else np.zeros(0, np.float32)
         )
+        width = n_items if n_items is not None else (int(cols.max()) + 1 if len(cols) else 0)
+        rows = np.repeat(np.arange(len(users)), np.diff(indptr))
+        keep = (cols >= 0) & (cols < width)
+        matrix = sp.csr_matrix(
+            (data[keep], (rows[keep], cols[keep])), shape=(len(users), width), dtype=np.float32
+        )  # an item both played and rated appears twice: the constructor sums the two
         return HistoryRows(list(users), matrix, versions)
 
     def all_users(self) -> list[str]:
@@ -99,30 +98,10 @@ class MatrixReader:
         vocab = Vocabulary(self.connection, "users").all()
         return sorted(vocab, key=vocab.__getitem__)
 
-    def _ids(self, items: list[str]) -> dict[str, int]:
-        missing = [i for i in items if i not in self._item_ids]
+    def _ids(self, items: list[bytes]) -> np.ndarray:
+        known = self._item_ids
+        missing = list({i for i in items if i not in known})
         if missing:
-            for item, dense in zip(missing, self.items.ids_of(missing), strict=True):
-                if dense is not None:
-                    self._item_ids[item] = dense
-        return self._item_ids
-
-
-def _csr(
-    data: np.ndarray,
-    cols: np.ndarray,
-    indptr: np.ndarray,
-    keep: np.ndarray,
-    n_rows: int,
-    width: int,
-) -> sp.csr_matrix:
-    if not keep.all():
-        rows = np.repeat(np.arange(n_rows), np.diff(indptr))[keep]
-        return sp.csr_matrix(
-            (data[keep], (rows, cols[keep])), shape=(n_rows, width), dtype=np.float32
-        )
-    return sp.csr_matrix(
-        (data, cols.astype(np.int32), indptr.astype(np.int32)),
-        shape=(n_rows, width),
-        dtype=np.float32,
-    )
+            found = self.connection.hmget(keys.vocab_key("items"), missing)
+            known.update((i, int(d)) for i, d in zip(missing, found, strict=True) if d is not None)
+        return np.fromiter((known.get(i, -1) for i in items), dtype=np.int64, count=len(items))

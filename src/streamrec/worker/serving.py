@@ -96,11 +96,11 @@ class OnlineALS:
         if len(active) == 0:
             return 0
         rows_active = matrix[active]
-        vectors = model.fold_in_users(rows_active)
+        systems = model.solve_users(rows_active)
         indptr, indices = rows_active.indptr, rows_active.indices
         seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
-        ids, scores = model.recommend(vectors, self.k, seen)
-        because = model.because(rows_active, ids, self.because)
+        ids, scores = model.recommend(systems.vectors, self.k, seen)
+        because = model.because(systems, ids, self.because)
         names = self._external(np.concatenate([ids[ids >= 0], indices]))
         entries = []
         for n, r in enumerate(active):

@@ -2,15 +2,15 @@
 --
 -- KEYS[1] ledger  KEYS[2] stats  KEYS[3] popularity  KEYS[4] dead letters  KEYS[5] last seen
 -- KEYS[6..8] user vocab, reverse, counter   KEYS[9..11] item vocab, reverse, counter
--- KEYS[12..] three keys per distinct user: history, ratings, version
+-- KEYS[12..] four keys per distinct user: history, ratings, rating stamps, version
 -- ARGV: batch_id, now, ledger cutoff, dead-letter limit, n_users, n_dead,
 --       the n_users user ids, the n_dead dead-letter JSON entries, then the events as one
 --       JSON array of [user index (1-based), item, mode ('s' sum | 'r' rating), value
---       (summed weight as a string, or "rating stamp" for ratings), timestamp]. One JSON
---       argument decoded by Redis's C decoder instead of five arguments per event makes
---       the round trip several times cheaper.
--- A rating is stored as "<rating> <stamp>"; the stamp (zero-padded time, then event id)
--- orders ratings so that the newest wins whatever the arrival order.
+--       (summed weight or rating, as a string), timestamp, stamp]. One JSON argument
+--       decoded by Redis's C decoder instead of six arguments per event makes the round
+--       trip several times cheaper.
+-- A rating's stamp (zero-padded time, then event id) is kept beside it and orders ratings,
+-- so that the newest wins whatever the arrival order.
 -- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version}...}, {{item, dense id}...}}
 local call = redis.call
 local batch_id = ARGV[1]
@@ -55,8 +55,8 @@ local n_events = #rows
 local new_items, item_seen = {}, {}
 for e = 1, n_events do
   local row = rows[e]
-  local u, item, mode, value, ts = row[1], row[2], row[3], row[4], row[5]
-  local history, ratings = KEYS[9 + u * 3], KEYS[10 + u * 3]
+  local u, item, mode, value, ts, stamp = row[1], row[2], row[3], row[4], row[5], row[6]
+  local history, ratings, stamps = KEYS[8 + u * 4], KEYS[9 + u * 4], KEYS[10 + u * 4]
   if not item_seen[item] then
     local id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
     item_seen[item] = true
@@ -71,15 +71,13 @@ for e = 1, n_events do
       call('HINCRBYFLOAT', history, item, value)
     end
   else
-    local old = call('HGET', ratings, item)
-    local stamp = string.sub(value, string.find(value, ' ', 1, true) + 1)
+    local old = call('HGET', stamps, item)
     has_ratings[u] = true
-    if not old then
+    if (not old) or stamp >= old then
       call('HSET', ratings, item, value)
-      first = call('HEXISTS', history, item) == 0
-    elseif stamp >= string.sub(old, string.find(old, ' ', 1, true) + 1) then
-      call('HSET', ratings, item, value)
+      call('HSET', stamps, item, stamp)
     end
+    if not old then first = call('HEXISTS', history, item) == 0 end
   end
   if first then call('ZINCRBY', KEYS[3], 1, item) end
   counts[u] = counts[u] + 1
@@ -88,7 +86,7 @@ end
 
 local users = {}
 for u = 1, n_users do
-  local version = call('INCRBY', KEYS[11 + u * 3], counts[u])
+  local version = call('INCRBY', KEYS[11 + u * 4], counts[u])
   call('ZADD', KEYS[5], 'GT', last[u], ARGV[6 + u])
   users[u] = {ARGV[6 + u], user_ids[u], version}
 end
