@@ -42,6 +42,7 @@ class Settings:
         job_retries: times RQ retries a failed or abandoned ``apply_events`` job.
         job_timeout: seconds an ``apply_events`` job may run.
         models_kept: versions of each model kept on disk.
+        top_k: items in each cached list.
     """
 
     redis_url: str | None = None
@@ -57,12 +58,15 @@ class Settings:
     job_retries: int = 5
     job_timeout: int = 600
     models_kept: int = 3
+    top_k: int = 20
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1 (got {self.batch_size!r})")
         if not (self.linger >= 0 and math.isfinite(self.linger)):
             raise ConfigError(f"linger must be a finite number ≥ 0 seconds (got {self.linger!r})")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be ≥ 1 (got {self.top_k!r})")
         if self.models_kept < 1:
             raise ConfigError(f"models_kept must be ≥ 1 (got {self.models_kept!r})")
         if not self.rating_min < self.rating_max:
@@ -125,6 +129,7 @@ class Settings:
             "STREAMREC_JOB_TIMEOUT": ("job_timeout", int),
             "STREAMREC_DEAD_LETTER_LIMIT": ("dead_letter_limit", int),
             "STREAMREC_MODELS_KEPT": ("models_kept", int),
+            "STREAMREC_TOP_K": ("top_k", int),
         }
         for var, (name, kind) in numbers.items():
             if env.get(var):

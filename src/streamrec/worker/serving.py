@@ -37,19 +37,16 @@ class OnlineALS:
 
     Args:
         connection: a redis-py client.
-        settings: where the registry lives.
-        k: items per cached list.
+        settings: where the registry lives; ``top_k`` items per cached list.
         because: history items named per recommended item.
     """
 
-    def __init__(
-        self, connection: redis.Redis, settings: Settings, k: int = 20, because: int = 2
-    ) -> None:
+    def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
         self.registry = ModelRegistry(connection, settings)
         self.reader = MatrixReader(connection)
         self.cache = RecommendationCache(connection)
         self.item_vocab = Vocabulary(connection, "items")
-        self.k = k
+        self.k = settings.top_k
         self.because = because
         self.model: ImplicitALS | None = None
         self.version: int | None = None
@@ -101,7 +98,8 @@ class OnlineALS:
         seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
         ids, scores = model.recommend(systems.vectors, self.k, seen)
         because = model.because(systems, ids, self.because)
-        names = self._external(np.concatenate([ids[ids >= 0], indices]))
+        named = {j for user in because for reasons in user for j in reasons}
+        names = self._external(np.concatenate([ids[ids >= 0], np.fromiter(named, np.int64)]))
         entries = []
         for n, r in enumerate(active):
             found = ids[n] >= 0
@@ -132,7 +130,7 @@ class OnlineALS:
             logger.info("folded in %d new items", len(new))
 
     def _external(self, ids: np.ndarray) -> dict[int, str]:
-        missing = sorted({int(i) for i in ids} - self._names.keys())
+        missing = sorted(set(ids.tolist()) - self._names.keys())
         if missing:
             reverse = keys.vocab_reverse_key("items")
             values = self.item_vocab.connection.hmget(reverse, [str(i) for i in missing])
