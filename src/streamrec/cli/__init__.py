@@ -46,7 +46,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
 
 
 def _register() -> None:
-    from streamrec.cli import datasets, demo, ingest, models, operate
+    from streamrec.cli import datasets, demo, evaluate, ingest, models, operate
 
     for command in (
         ingest.push,
@@ -62,6 +62,7 @@ def _register() -> None:
         models.recommend,
         models.similar,
         models.explain,
+        evaluate.evaluate,
         demo.demo,
     ):
         cli.add_command(command)

@@ -1,0 +1,170 @@
+"""The ``evaluate`` command: offline metrics of a model on a dataset file (no Redis)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from streamrec.cli.context import AppContext, pass_app
+from streamrec.cli.ingest import FORMAT_OPTION, progress_bar
+from streamrec.errors import ImportFormatError
+from streamrec.models.als import ALSParams
+from streamrec.models.experiments import evaluate_new_users, evaluate_random
+from streamrec.producer.importers import open_source
+from streamrec.producer.interactions import LoadedInteractions, read_interactions
+
+_DEFAULTS = ALSParams()
+_PROTOCOLS = {"random": evaluate_random, "new-users": evaluate_new_users}
+_RATIO_LABELS = {
+    "random": "NDCG ratio streamrec / implicit (defaults)",
+    "new-users": "NDCG ratio fold-in / retrain",
+}
+
+
+@click.command()
+@click.option("--model", type=click.Choice(["als"]), default="als", show_default=True)
+@click.option(
+    "--data",
+    "path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Dataset file or folder.",
+)
+@FORMAT_OPTION
+@click.option(
+    "--protocol",
+    type=click.Choice(list(_PROTOCOLS)),
+    default="random",
+    show_default=True,
+    help="random: 20 % of interactions held out; new-users: 20 % of users folded in.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="Split and model seed.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--factors",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.factors,
+    show_default=True,
+    help="ALS latent dimensions.",
+)
+@click.option(
+    "--regularization",
+    type=click.FloatRange(min=0),
+    default=_DEFAULTS.regularization,
+    show_default=True,
+    help="ALS L2 weight λ.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_DEFAULTS.alpha,
+    show_default=True,
+    help="Confidence scale of an observed pair.",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.iterations,
+    show_default=True,
+    help="ALS sweeps.",
+)
+@click.option(
+    "--confidence",
+    type=click.Choice(["binary", "log"]),
+    default=_DEFAULTS.confidence,
+    show_default=True,
+    help="Transform of raw weights: every pair once, or log1p(weight).",
+)
+@pass_app
+def evaluate(
+    app: AppContext,
+    model: str,
+    path: Path,
+    fmt: str,
+    protocol: str,
+    seed: int,
+    k: int,
+    as_json: bool,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int,
+    confidence: str,
+) -> None:
+    """Split a dataset, train MODEL and report precision, recall, NDCG, MAP at k, coverage."""
+    params = ALSParams(
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        confidence="log" if confidence == "log" else "binary",
+    )
+    source = open_source(path, fmt)
+    run = _PROTOCOLS[protocol]
+    if as_json:  # stdout carries only the JSON document: no progress display
+        loaded = _require_rows(read_interactions(source, app.settings), source.path)
+        result = run(loaded.data, params, k, seed)
+    else:
+        with progress_bar(app) as bar:
+            task = bar.add_task(f"reading {source.path.name}", total=source.size_hint)
+            loaded = read_interactions(source, app.settings, lambda n: bar.advance(task, n))
+        _require_rows(loaded, source.path)
+        with app.console.status(f"training and scoring ({protocol} protocol)"):
+            result = run(loaded.data, params, k, seed)
+    result = {"model": model, "data": str(source.path), "format": fmt, **result}
+    result["dataset"] = {
+        "interactions": len(loaded.data),
+        "users": loaded.data.n_users,
+        "items": loaded.data.n_items,
+        "rejected": loaded.rejected,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_table(app, result)
+
+
+def _require_rows(loaded: LoadedInteractions, path: Path) -> LoadedInteractions:
+    if len(loaded.data) == 0:
+        raise ImportFormatError(
+            f"{path} holds no valid interactions ({loaded.rejected} rows rejected); "
+            "check the file and --format"
+        )
+    return loaded
+
+
+def _print_table(app: AppContext, result: dict[str, Any]) -> None:
+    k, data = result["k"], result["dataset"]
+    app.console.print(
+        f"{result['data']}: {data['interactions']:,} interactions, {data['users']:,} users, "
+        f"{data['items']:,} items, {data['rejected']:,} rows rejected"
+    )
+    p = result["params"]
+    title = (
+        f"{result['protocol']} protocol, seed {result['seed']}: factors {p['factors']}, "
+        f"λ {p['regularization']:g}, α {p['alpha']:g}, {p['iterations']} iterations, "
+        f"{p['confidence']} confidence"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for name in ("P", "R", "NDCG", "MAP"):
+        table.add_column(f"{name}@{k}", justify="right")
+    for name in ("coverage", "users", "fit s"):
+        table.add_column(name, justify="right")
+    for row in result["rows"]:
+        m = result[row]
+        table.add_row(
+            row,
+            *(f"{m[name]:.4f}" for name in ("precision", "recall", "ndcg", "map", "coverage")),
+            f"{m['users']:,}",
+            f"{m['fit_seconds']:.2f}",
+        )
+    app.console.print(table)
+    ratio = result["ndcg_ratio"]
+    shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
+    app.console.print(f"{_RATIO_LABELS[result['protocol']]}: {shown}")
