@@ -11,13 +11,13 @@ from rich.table import Table
 
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import FORMAT_OPTION, progress_bar
+from streamrec.cli.options import als_params
 from streamrec.errors import ImportFormatError
 from streamrec.models.als import ALSParams
 from streamrec.models.experiments import evaluate_new_users, evaluate_random
 from streamrec.producer.importers import open_source
 from streamrec.producer.interactions import LoadedInteractions, read_interactions
 
-_DEFAULTS = ALSParams()
 _PROTOCOLS = {"random": evaluate_random, "new-users": evaluate_new_users}
 _RATIO_LABELS = {
     "random": "NDCG ratio streamrec / implicit (defaults)",
@@ -45,41 +45,7 @@ _RATIO_LABELS = {
 @click.option("--seed", type=int, default=42, show_default=True, help="Split and model seed.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option(
-    "--factors",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.factors,
-    show_default=True,
-    help="ALS latent dimensions.",
-)
-@click.option(
-    "--regularization",
-    type=click.FloatRange(min=0),
-    default=_DEFAULTS.regularization,
-    show_default=True,
-    help="ALS L2 weight λ.",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(min=0, min_open=True),
-    default=_DEFAULTS.alpha,
-    show_default=True,
-    help="Confidence scale of an observed pair.",
-)
-@click.option(
-    "--iterations",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.iterations,
-    show_default=True,
-    help="ALS sweeps.",
-)
-@click.option(
-    "--confidence",
-    type=click.Choice(["binary", "log"]),
-    default=_DEFAULTS.confidence,
-    show_default=True,
-    help="Transform of raw weights: every pair once, or log1p(weight).",
-)
+@als_params
 @pass_app
 def evaluate(
     app: AppContext,
@@ -90,20 +56,9 @@ def evaluate(
     seed: int,
     k: int,
     as_json: bool,
-    factors: int,
-    regularization: float,
-    alpha: float,
-    iterations: int,
-    confidence: str,
+    params: ALSParams,
 ) -> None:
     """Split a dataset, train MODEL and report precision, recall, NDCG, MAP at k, coverage."""
-    params = ALSParams(
-        factors=factors,
-        regularization=regularization,
-        alpha=alpha,
-        iterations=iterations,
-        confidence="log" if confidence == "log" else "binary",
-    )
     source = open_source(path, fmt)
     run = _PROTOCOLS[protocol]
     if as_json:  # stdout carries only the JSON document: no progress display

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from rq import Retry
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
+from streamrec.cli.options import als_params
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
 from streamrec.state.cache import RecommendationClient
@@ -23,8 +25,6 @@ from streamrec.state.vocab import ItemCatalog, Vocabulary
 from streamrec.worker.serving import OnlineALS
 from streamrec.worker.training import train_als
 
-DEFAULTS = ALSParams()
-
 
 @click.group()
 def train() -> None:
@@ -32,23 +32,14 @@ def train() -> None:
 
 
 @train.command("als")
-@click.option("--factors", type=int, default=DEFAULTS.factors, show_default=True)
-@click.option("--regularization", type=float, default=DEFAULTS.regularization, show_default=True)
-@click.option("--alpha", type=float, default=DEFAULTS.alpha, show_default=True)
-@click.option("--iterations", type=int, default=DEFAULTS.iterations, show_default=True)
-@click.option(
-    "--confidence",
-    type=click.Choice(["binary", "log"]),
-    default=DEFAULTS.confidence,
-    show_default=True,
-)
+@als_params
 @click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
 @pass_app
-def train_als_command(app: AppContext, on_queue: bool, **params: Any) -> None:
+def train_als_command(app: AppContext, on_queue: bool, params: ALSParams) -> None:
     """Train implicit ALS, publish it, refresh every user's cached list."""
     if on_queue:
         job = queue(app.connection, keys.TRAINING_QUEUE).enqueue(
-            "streamrec.worker.jobs.retrain_model", "als", params,
+            "streamrec.worker.jobs.retrain_model", "als", asdict(params),
             job_timeout=3600, retry=Retry(max=1), description="retrain als",
         )  # fmt: skip
         app.console.print(f"queued retrain job {job.id} on '{keys.TRAINING_QUEUE}'")
@@ -59,7 +50,7 @@ def train_als_command(app: AppContext, on_queue: bool, **params: Any) -> None:
         def report(stage: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = train_als(app.connection, app.settings, ALSParams(**params), progress=report)
+        result = train_als(app.connection, app.settings, params, progress=report)
     app.console.print(
         f"als version {result.version}: {result.users:,} users, {result.items:,} items, "
         f"{result.interactions:,} interactions; fit {result.fit_seconds:.1f} s, "

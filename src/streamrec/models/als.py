@@ -120,18 +120,8 @@ class ImplicitALS:
 
     def fit(self, user_items: sp.csr_matrix, *, show_progress: bool = False) -> ImplicitALS:
         """Train from a users × items CSR of raw weights (float; zeros are "not seen")."""
-        from implicit.cpu.als import AlternatingLeastSquares
 
-        single_threaded_blas()
-        p = self.params
-        model = AlternatingLeastSquares(
-            factors=p.factors,
-            regularization=p.regularization,
-            alpha=p.alpha,
-            iterations=p.iterations,
-            random_state=p.random_state,
-            num_threads=p.num_threads,
-        )
+        model = _implicit_model(self.params)
         model.fit(self.confidence(user_items), show_progress=show_progress)
         self._model = model
         self.index = ExactIndex(model.item_factors)
@@ -320,21 +310,12 @@ class ImplicitALS:
     @classmethod
     def load(cls, path: Path) -> ImplicitALS:
         """Read a model written by :meth:`save` (no pickle)."""
-        from implicit.cpu.als import AlternatingLeastSquares
 
-        single_threaded_blas()
         params = ALSParams(**json.loads((path / "params.json").read_text()))
         with np.load(path / "model.npz", allow_pickle=False) as arrays:
             item_factors, user_factors = arrays["item_factors"], arrays["user_factors"]
         self = cls(params)
-        model = AlternatingLeastSquares(
-            factors=params.factors,
-            regularization=params.regularization,
-            alpha=params.alpha,
-            iterations=params.iterations,
-            random_state=params.random_state,
-            num_threads=params.num_threads,
-        )
+        model = _implicit_model(params)
         model.item_factors, model.user_factors = item_factors, user_factors
         self._model = model
         self.index = ExactIndex(item_factors)
@@ -356,6 +337,21 @@ class ImplicitALS:
     def _require_fit(self) -> None:
         if self._model is None:
             raise RuntimeError("the model is not trained: call fit() or load() first")
+
+
+def _implicit_model(params: ALSParams) -> Any:
+    """``implicit``'s CPU ALS for these parameters (the factory would pick a GPU if any)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    single_threaded_blas()
+    return AlternatingLeastSquares(
+        factors=params.factors,
+        regularization=params.regularization,
+        alpha=params.alpha,
+        iterations=params.iterations,
+        random_state=params.random_state,
+        num_threads=params.num_threads,
+    )
 
 
 def with_width(matrix: sp.csr_matrix, width: int) -> sp.csr_matrix:
