@@ -11,7 +11,7 @@ from rich.table import Table
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
-from streamrec.cli.operate import _stop, status
+from streamrec.cli.operate import status
 from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
 from streamrec.producer.synthetic import SyntheticConfig, generate
@@ -19,7 +19,7 @@ from streamrec.state.cache import RecommendationClient
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
-from streamrec.worker.runner import spawn_workers
+from streamrec.worker.runner import spawn_workers, stop_workers
 from streamrec.worker.training import train_als
 
 
@@ -98,7 +98,7 @@ def demo(
         app.console.rule("4. status")
         click.get_current_context().invoke(status)
     finally:
-        _stop(workers)
+        stop_workers(workers)
 
 
 def _show_fresh_list(

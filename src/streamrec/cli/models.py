@@ -146,8 +146,8 @@ def _item_id(app: AppContext, item: str, model: ImplicitALS) -> int:
 
 
 def _externals(app: AppContext, ids: np.ndarray) -> list[str]:
-    vocab = Vocabulary(app.connection, "items")
-    return [vocab.external(int(i)) or "" if i >= 0 else "" for i in ids]
+    names = Vocabulary(app.connection, "items").externals([int(i) for i in ids])
+    return [name or "" if i >= 0 else "" for i, name in zip(ids, names, strict=True)]
 
 
 def _print_items(app: AppContext, rows: list[dict[str, Any]], title: str, as_json: bool) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 
 import click
 from rich.table import Table
@@ -16,7 +14,7 @@ from streamrec.producer.producer import Producer
 from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
-from streamrec.worker.runner import run_worker, spawn_workers
+from streamrec.worker.runner import run_worker, spawn_workers, stop_workers
 from streamrec.worker.status import collect_status
 
 
@@ -52,14 +50,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
         for child in children:
             child.wait()
     except KeyboardInterrupt:
-        _stop(children)
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        child.send_signal(signal.SIGTERM)
-    for child in children:
-        child.wait()
+        stop_workers(children)
 
 
 @click.command()

@@ -44,6 +44,15 @@ class Vocabulary:
         value = self.connection.hget(keys.vocab_reverse_key(self.space), str(dense_id))
         return None if value is None else _text(value)
 
+    def externals(self, dense_ids: list[int]) -> list[str | None]:
+        """The external ids behind several dense ids, in one round trip (None where unknown)."""
+        if not dense_ids:
+            return []
+        values = self.connection.hmget(
+            keys.vocab_reverse_key(self.space), [str(i) for i in dense_ids]
+        )
+        return [None if v is None else _text(v) for v in values]
+
     def all(self) -> dict[str, int]:
         """The whole vocabulary, external -> dense."""
         raw = self.connection.hgetall(keys.vocab_key(self.space))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,14 @@ def spawn_workers(
     if burst:
         command.append("--burst")
     return [subprocess.Popen(command, env=env) for _ in range(count)]
+
+
+def stop_workers(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Ask worker processes to finish their job and exit (SIGTERM), and wait for them."""
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        child.wait()
 
 
 def _is_dead_here(name: str) -> bool:

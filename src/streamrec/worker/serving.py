@@ -15,7 +15,6 @@ import numpy as np
 import redis
 import scipy.sparse as sp
 
-from streamrec import keys
 from streamrec.models.als import ImplicitALS, with_width
 from streamrec.producer.events import Event
 from streamrec.settings import Settings
@@ -131,9 +130,6 @@ class OnlineALS:
 
     def _external(self, ids: np.ndarray) -> dict[int, str]:
         missing = sorted(set(ids.tolist()) - self._names.keys())
-        if missing:
-            reverse = keys.vocab_reverse_key("items")
-            values = self.item_vocab.connection.hmget(reverse, [str(i) for i in missing])
-            for dense, value in zip(missing, values, strict=True):
-                self._names[dense] = value.decode() if isinstance(value, bytes) else str(dense)
+        for dense, name in zip(missing, self.item_vocab.externals(missing), strict=True):
+            self._names[dense] = name if name is not None else str(dense)
         return self._names
