@@ -7,6 +7,7 @@ import time
 import click
 import redis
 from rich.table import Table
+from rq import Worker
 
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
@@ -76,6 +77,7 @@ def demo(
     client = RecommendationClient(conn)
     workers = spawn_workers(1, [keys.EVENTS_QUEUE])
     try:
+        _wait_for_worker(conn)
         target = read_counts(conn).events_applied + len(live)
         plays = 0
         start = time.monotonic()
@@ -123,6 +125,14 @@ def _show_fresh_list(
         f"{user} plays [bold]{names.get(item, item)}[/] (play {plays}) → list visible after "
         f"{waited:.0f} ms: {top}"
     )
+
+
+def _wait_for_worker(conn: redis.Redis, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Worker.count(connection=conn) < 1:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the worker did not start within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def _wait_applied(conn: redis.Redis, target: int, timeout: float = 60.0) -> None:
