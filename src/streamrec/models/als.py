@@ -206,8 +206,13 @@ class ImplicitALS:
         Returns:
             ``(history item ids (h,), contributions (h, k))``; column sums are the scores.
         """
-        row = self._clip(history)
-        return self._contributions(row.indices, row.data, np.asarray(items, dtype=np.int64))
+        systems = self.solve_users(history)
+        conf = systems.confidence
+        hist = conf.indices[conf.indptr[0] : conf.indptr[1]].astype(np.int64)
+        y = self._y64()
+        z = np.linalg.solve(systems.normal[0], y[np.asarray(items, dtype=np.int64)].T)
+        c = conf.data[conf.indptr[0] : conf.indptr[1]].astype(np.float64) * self.params.alpha
+        return hist, (y[hist] @ z) * c[:, None]
 
     def solve_users(self, user_items: sp.csr_matrix) -> UserSystems:
         """Fold users in like :meth:`fold_in_users`, keeping each user's normal equations.
@@ -261,17 +266,6 @@ class ImplicitALS:
             top = np.argsort(-contrib, axis=0)[:n]
             out.append([[int(hist[j]) for j in top[:, col]] for col in range(top.shape[1])])
         return out
-
-    def _contributions(
-        self, hist: np.ndarray, confidence: np.ndarray, items: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        c = confidence.astype(np.float64) * self.params.alpha
-        y = self._y64()
-        yh = y[hist]
-        a = self._yty() + (yh.T * (c - 1.0)) @ yh
-        a[np.diag_indices_from(a)] += self.params.regularization
-        z = np.linalg.solve(a, y[items].T)
-        return hist.astype(np.int64), (yh @ z) * c[:, None]
 
     def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
         """The history items that contributed most to ``item``'s score for this user.
