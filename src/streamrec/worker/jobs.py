@@ -38,12 +38,18 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
     }
 
 
+def _edge() -> tuple[redis.Redis, Settings]:
+    """The worker's connection (or a new one outside a job) and the settings from the env."""
+    settings = Settings.from_env()
+    job = get_current_job()
+    return (job.connection if job is not None else connect(settings)), settings
+
+
 def _handler() -> EventHandler:
     job = get_current_job()
-    connection: redis.Redis = job.connection if job is not None else connect(Settings.from_env())
-    handler = _handlers.get(id(connection))
+    handler = _handlers.get(id(job.connection)) if job is not None else None
     if handler is None:
-        settings = Settings.from_env()
+        connection, settings = _edge()
         online = OnlineALS(connection, settings)
         handler = EventHandler(connection, settings, hooks=[online.after_batch])
         _handlers[id(connection)] = handler
@@ -54,7 +60,5 @@ def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> d
     """Retrain ``model`` from the whole state, publish it and refresh every cache entry."""
     if model != "als":
         raise ValueError(f"model must be 'als' (got {model!r})")
-    job = get_current_job()
-    settings = Settings.from_env()
-    connection: redis.Redis = job.connection if job is not None else connect(settings)
+    connection, settings = _edge()
     return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()

@@ -64,6 +64,10 @@ class OnlineALS:
             logger.info("serving als version %d (%d items)", version, self.model.n_items)
         return self.model
 
+    def serve(self, model: ImplicitALS, version: int) -> None:
+        """Use ``model`` as version ``version`` (a trainer that holds it skips the reload)."""
+        self.model, self.version = model, version
+
     def after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
         """Worker hook: refresh the cache entries of the users the batch touched."""
         self.reader.learn_items(outcome.new_items)

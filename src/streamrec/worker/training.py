@@ -77,6 +77,7 @@ def train_als(
     }
     version = ModelRegistry(connection, settings).publish(MODEL, model.save, metadata)
     online = OnlineALS(connection, settings)
+    online.serve(model, version)
     refreshed = 0
     start = time.perf_counter()
     for offset in range(0, len(users), REFRESH_CHUNK):
