@@ -42,7 +42,7 @@ def open_100k(path: Path) -> ImportSource:
     data = locate(path, "movielens-100k", "u.data")
     digest, lines = scan(data)
     require_columns(data, "movielens-100k", "\t", COLUMNS)
-    names = _read_u_item(data.parent / "u.item")
+    names = _read_titles(data.parent / "u.item", "movielens-100k", "|")
     records = _ratings(data, separator="\t", header=False)
     return ImportSource(data, "movielens-100k", records, names, digest, lines)
 
@@ -70,23 +70,9 @@ def open_1m(path: Path) -> ImportSource:
     data = locate(path, "movielens-1m", "ratings.dat")
     digest, lines = scan(data)
     require_columns(data, "movielens-1m", "::", COLUMNS)
-    names = _read_dat_titles(data.parent / "movies.dat")
+    names = _read_titles(data.parent / "movies.dat", "movielens-1m", "::")
     records = _ratings(data, separator="::", header=False)
     return ImportSource(data, "movielens-1m", records, names, digest, lines)
-
-
-def _read_dat_titles(path: Path) -> dict[str, str]:
-    """Titles from the 1M release's ``movies.dat``: ``MovieID::Title::Genres``, latin-1."""
-    if not path.is_file():
-        logger.info("movielens-1m: no %s, items will have no titles", path)
-        return {}
-    names: dict[str, str] = {}
-    with path.open(encoding="latin-1", newline="") as f:
-        for text in f:
-            fields = text.rstrip("\r\n").split("::")
-            if len(fields) >= 2 and fields[0] and fields[1]:
-                names[fields[0]] = fields[1].strip()
-    return names
 
 
 def _ratings(path: Path, separator: str, header: bool) -> Iterator[RawRecord]:
@@ -97,21 +83,22 @@ def _ratings(path: Path, separator: str, header: bool) -> Iterator[RawRecord]:
         )
 
 
-def _read_u_item(path: Path) -> dict[str, str]:
-    """Titles from ``u.item``: ``id|title|release date|...``, latin-1 encoded."""
+def _read_titles(path: Path, fmt: str, separator: str) -> dict[str, str]:
+    """Titles from a latin-1 ``id<sep>title<sep>...`` file: ``u.item`` (``|``) of the 100K
+    release or ``movies.dat`` (``::``) of the 1M release. Missing file: no titles."""
     if not path.is_file():
-        logger.info("movielens-100k: no %s, items will have no titles", path)
+        logger.info("%s: no %s, items will have no titles", fmt, path)
         return {}
     names: dict[str, str] = {}
     with path.open(encoding="latin-1", newline="") as f:
         for number, text in enumerate(f, start=1):
-            fields = text.rstrip("\r\n").split("|")
+            fields = text.rstrip("\r\n").split(separator)
             if len(fields) >= 2 and fields[0] and fields[1]:
                 names[fields[0]] = fields[1].strip()
             elif number == 1 and text.strip():
                 raise ImportFormatError(
-                    f"{path} is not a MovieLens u.item file: expected pipe-separated "
-                    f"id|title|..., found {text[:80]!r} in line 1"
+                    f"{path} is not a MovieLens titles file for {fmt}: expected "
+                    f"id{separator}title{separator}..., found {text[:80]!r} in line 1"
                 )
     return names
 
