@@ -97,11 +97,6 @@ class ModelRegistry:
             )
         return version, folder
 
-    def metadata(self, name: str, version: int) -> dict[str, Any]:
-        """The metadata stored with a version."""
-        data: dict[str, Any] = json.loads((self.folder(name, version) / METADATA).read_text())
-        return data
-
     def _versions_on_disk(self, name: str) -> list[int]:
         base = self.root / name
         if not base.is_dir():

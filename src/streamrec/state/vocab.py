@@ -32,13 +32,6 @@ class Vocabulary:
         value = self.connection.hget(keys.vocab_key(self.space), external)
         return None if value is None else int(value)
 
-    def ids_of(self, externals: list[str]) -> list[int | None]:
-        """Dense ids of several external ids (None where unknown)."""
-        if not externals:
-            return []
-        values = self.connection.hmget(keys.vocab_key(self.space), externals)
-        return [None if v is None else int(v) for v in values]
-
     def external(self, dense_id: int) -> str | None:
         """The external id behind ``dense_id``, or None."""
         value = self.connection.hget(keys.vocab_reverse_key(self.space), str(dense_id))
