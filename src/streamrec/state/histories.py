@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 
 from streamrec import keys
@@ -227,7 +228,7 @@ class HistoryStore:
             len(dead),
             *users,
             *(d.to_json() for d in dead),
-            json.dumps(rows, separators=(",", ":")),
+            orjson.dumps(rows),
         ]
         return keys_, args
 
