@@ -43,6 +43,8 @@ class Settings:
         job_timeout: seconds an ``apply_events`` job may run.
         models_kept: versions of each model kept on disk.
         top_k: items in each cached list.
+        mirror_users: users whose histories a worker keeps in memory to fold them in
+            without reading them back (about 10 kB per user of 100 items; 0 = read always).
     """
 
     redis_url: str | None = None
@@ -59,6 +61,7 @@ class Settings:
     job_timeout: int = 600
     models_kept: int = 3
     top_k: int = 20
+    mirror_users: int = 10_000
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -67,6 +70,8 @@ class Settings:
             raise ConfigError(f"linger must be a finite number ≥ 0 seconds (got {self.linger!r})")
         if self.top_k < 1:
             raise ConfigError(f"top_k must be ≥ 1 (got {self.top_k!r})")
+        if self.mirror_users < 0:
+            raise ConfigError(f"mirror_users must be ≥ 0 (got {self.mirror_users!r})")
         if self.models_kept < 1:
             raise ConfigError(f"models_kept must be ≥ 1 (got {self.models_kept!r})")
         if not self.rating_min < self.rating_max:
@@ -106,7 +111,8 @@ class Settings:
         Variables: ``STREAMREC_REDIS_URL``, ``STREAMREC_HOME``, ``STREAMREC_BATCH_SIZE``,
         ``STREAMREC_LINGER``, ``STREAMREC_KIND_WEIGHTS`` (``play=1,click=0.5``),
         ``STREAMREC_RATING_MIN``, ``STREAMREC_RATING_MAX``, ``STREAMREC_JOB_RETRIES``,
-        ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``, ``STREAMREC_MODELS_KEPT``.
+        ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``, ``STREAMREC_MODELS_KEPT``,
+        ``STREAMREC_TOP_K``, ``STREAMREC_MIRROR_USERS``.
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
@@ -130,6 +136,7 @@ class Settings:
             "STREAMREC_DEAD_LETTER_LIMIT": ("dead_letter_limit", int),
             "STREAMREC_MODELS_KEPT": ("models_kept", int),
             "STREAMREC_TOP_K": ("top_k", int),
+            "STREAMREC_MIRROR_USERS": ("mirror_users", int),
         }
         for var, (name, kind) in numbers.items():
             if env.get(var):

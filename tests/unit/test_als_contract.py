@@ -140,4 +140,5 @@ def test_solve_users_matches_fold_in_and_because_matches_contributions(
         expected = [
             [int(hist[j]) for j in np.argsort(-contrib[:, c])[:2]] for c in range(len(valid))
         ]
-        assert batched[r] == expected
+        assert batched[r][ids[r] >= 0].tolist() == expected
+        assert (batched[r][ids[r] < 0] == -1).all()

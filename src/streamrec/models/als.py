@@ -64,12 +64,13 @@ class UserSystems:
 
     Attributes:
         confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
-        normal: the normal-equation matrices ``A_u``, ``(n, factors, factors)`` float64.
+        inverse: the inverses of the normal-equation matrices ``A_u``,
+            ``(n, factors, factors)`` float32.
         vectors: the solved user vectors, ``(n, factors)`` float32.
     """
 
     confidence: sp.csr_matrix
-    normal: np.ndarray
+    inverse: np.ndarray
     vectors: np.ndarray
 
 
@@ -210,7 +211,7 @@ class ImplicitALS:
         conf = systems.confidence
         hist = conf.indices[conf.indptr[0] : conf.indptr[1]].astype(np.int64)
         y = self._y64()
-        z = np.linalg.solve(systems.normal[0], y[np.asarray(items, dtype=np.int64)].T)
+        z = systems.inverse[0].astype(np.float64) @ y[np.asarray(items, dtype=np.int64)].T
         c = conf.data[conf.indptr[0] : conf.indptr[1]].astype(np.float64) * self.params.alpha
         return hist, (y[hist] @ z) * c[:, None]
 
@@ -218,27 +219,33 @@ class ImplicitALS:
         """Fold users in like :meth:`fold_in_users`, keeping each user's normal equations.
 
         Builds ``A_u = YᵀY + Σ_j (c_j - 1) y_j y_jᵀ + λI`` and ``b_u = Σ_j c_j y_j`` once per
-        user and solves them all in one batched call; :meth:`because` reuses the ``A_u`` to
-        explain the recommendations without building them again (the serving hot path).
+        user (users of similar history length padded into batched products) and inverts
+        them in one batched call; :meth:`because` reuses the ``A_u⁻¹`` to explain the
+        recommendations (the serving hot path).
 
         Args:
             user_items: full histories, ``(n, n_items)`` CSR of raw weights.
         """
         conf = self._clip(user_items)
-        y = self._y64()
+        y = self.item_factors  # float32: the factors' own precision, twice as fast to solve
         alpha, n, f = self.params.alpha, conf.shape[0], y.shape[1]
-        a = np.repeat(self._yty()[None], n, axis=0)
+        a = np.repeat(self._yty().astype(np.float32)[None], n, axis=0)
         a[:, np.arange(f), np.arange(f)] += self.params.regularization
-        b = np.zeros((n, f))
-        for r in range(n):
-            lo, hi = conf.indptr[r], conf.indptr[r + 1]
-            yh, c = y[conf.indices[lo:hi]], conf.data[lo:hi] * alpha
-            a[r] += (yh.T * (c - 1.0)) @ yh
-            b[r] = yh.T @ c
-        vectors = np.linalg.solve(a, b[..., None])[..., 0] if n else b
-        return UserSystems(conf, a, vectors.astype(np.float32))
+        b = np.zeros((n, f), dtype=np.float32)
+        for group in _padded_groups(conf):
+            yh = y[group.items]  # (g, L, f); padding slots have confidence 0 and no weight
+            c = group.confidence * alpha
+            a[group.rows] += np.matmul(
+                yh.transpose(0, 2, 1) * ((c - 1.0) * group.mask)[:, None], yh
+            )
+            b[group.rows] = np.matmul(yh.transpose(0, 2, 1), c[..., None])[..., 0]
+        # one inverse per user (not a solve): it gives the vector here and the
+        # explanations in because() by matrix products, cheaper than two batched solves
+        inverse = np.linalg.inv(a) if n else a
+        vectors = np.matmul(inverse, b[..., None])[..., 0]
+        return UserSystems(conf, inverse, vectors.astype(np.float32))
 
-    def because(self, systems: UserSystems, items: np.ndarray, n: int = 2) -> list[list[list[int]]]:
+    def because(self, systems: UserSystems, items: np.ndarray, n: int = 2) -> np.ndarray:
         """For each user and each recommended item, the ``n`` history items that contribute
         most to that item's score (see :meth:`contributions`).
 
@@ -248,23 +255,29 @@ class ImplicitALS:
             n: history items per recommended item.
 
         Returns:
-            ``out[user][j]`` = history item ids behind the j-th valid item, strongest first.
+            ``(users, k, n)`` int64 history item ids, strongest first; ``-1`` where there
+            are fewer than ``n`` history items or the slot is empty.
         """
-        conf, y, alpha = systems.confidence, self._y64(), self.params.alpha
-        if conf.shape[0] == 0:
-            return []
-        z = np.linalg.solve(systems.normal, y[np.maximum(items, 0)].transpose(0, 2, 1))
-        out: list[list[list[int]]] = []
-        for r in range(conf.shape[0]):
-            lo, hi = conf.indptr[r], conf.indptr[r + 1]
-            valid = items[r] >= 0
-            if hi == lo:
-                out.append([[] for _ in range(int(valid.sum()))])
-                continue
-            hist = conf.indices[lo:hi]
-            contrib = (y[hist] @ z[r][:, valid]) * (conf.data[lo:hi] * alpha)[:, None]
-            top = np.argsort(-contrib, axis=0)[:n]
-            out.append([[int(hist[j]) for j in top[:, col]] for col in range(top.shape[1])])
+        conf, y, alpha = systems.confidence, self.item_factors, self.params.alpha
+        out = np.full((*items.shape, n), -1, dtype=np.int64)
+        if conf.shape[0] == 0 or n == 0:
+            return out
+        z = np.matmul(systems.inverse, y[np.maximum(items, 0)].transpose(0, 2, 1))
+        for group in _padded_groups(conf):
+            # contrib[g, j, i] = c_j y_jᵀ A⁻¹ y_i: history slot j's share of item i's score
+            contrib = (
+                np.matmul(y[group.items], z[group.rows]) * (group.confidence * alpha)[..., None]
+            )
+            contrib[~group.mask] = -np.inf
+            g, length, k = contrib.shape
+            for rank in range(min(n, length)):  # n is small: repeated argmax beats a sort
+                best = contrib.argmax(axis=1)  # (g, k)
+                found = np.take_along_axis(group.mask, best, axis=1)
+                out[group.rows, :, rank] = np.where(
+                    found, np.take_along_axis(group.items, best, axis=1), -1
+                )
+                contrib[np.arange(g)[:, None], best, np.arange(k)[None, :]] = -np.inf
+        out[items < 0] = -1
         return out
 
     def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
@@ -331,6 +344,35 @@ class ImplicitALS:
     def _require_fit(self) -> None:
         if self._model is None:
             raise RuntimeError("the model is not trained: call fit() or load() first")
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Users of similar history length, their histories padded to one length."""
+
+    rows: np.ndarray  # (g,) row numbers in the CSR
+    items: np.ndarray  # (g, L) item ids, 0 in padding slots
+    confidence: np.ndarray  # (g, L) float32 confidence before alpha, 0 in padding slots
+    mask: np.ndarray  # (g, L) True for real slots
+
+
+def _padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[_Group]:
+    """Split the non-empty rows of ``conf`` into groups of up to ``size`` users of similar
+    history length, padded, so that per-user products run as a few batched matmuls."""
+    lengths = np.diff(conf.indptr)
+    order = np.argsort(lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    groups = []
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        width = int(lengths[rows].max())
+        offsets = np.arange(width)
+        mask = offsets[None, :] < lengths[rows][:, None]
+        slots = np.where(mask, conf.indptr[rows][:, None] + offsets[None, :], 0)
+        items = np.where(mask, conf.indices[slots], 0)
+        confidence = np.where(mask, conf.data[slots], np.float32(0))
+        groups.append(_Group(rows, items, confidence, mask))
+    return groups
 
 
 def _implicit_model(params: ALSParams) -> Any:

@@ -49,19 +49,16 @@ class CacheEntry:
 
     def to_json(self) -> str:
         """The stored JSON."""
-        return orjson.dumps(
-            {
-                "user": self.user,
-                "model": self.model,
-                "version": self.version,
-                "history_version": self.history_version,
-                "computed_at": self.computed_at,
-                "items": [
-                    {"item": i.item, "score": round(i.score, 6), "because": i.because}
-                    for i in self.items
-                ],
-            },
-        ).decode()
+        return encode_entry(
+            self.user,
+            self.model,
+            self.version,
+            self.history_version,
+            [i.item for i in self.items],
+            [round(i.score, 6) for i in self.items],
+            [i.because for i in self.items],
+            self.computed_at,
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> CacheEntry:
@@ -79,6 +76,33 @@ class CacheEntry:
         )
 
 
+def encode_entry(
+    user: str | None,
+    model: str,
+    version: int,
+    history_version: int,
+    items: Sequence[str],
+    scores: Sequence[float],
+    because: Sequence[list[str]],
+    computed_at: float | None = None,
+) -> str:
+    """The stored JSON of an entry given as parallel lists (the worker's hot path: no
+    object per item)."""
+    return orjson.dumps(
+        {
+            "user": user,
+            "model": model,
+            "version": version,
+            "history_version": history_version,
+            "computed_at": time.time() if computed_at is None else computed_at,
+            "items": [
+                {"item": i, "score": s, "because": b}
+                for i, s, b in zip(items, scores, because, strict=True)
+            ],
+        }
+    ).decode()
+
+
 class RecommendationCache:
     """Writes cache entries (compare-and-set) and the popular entry.
 
@@ -92,10 +116,15 @@ class RecommendationCache:
 
     def write(self, entries: Sequence[CacheEntry]) -> int:
         """Store entries that are not older than what is stored; returns how many were."""
+        return self.write_encoded(
+            [(keys.recommendations_key(e.user or "", e.model), e.to_json()) for e in entries]
+        )
+
+    def write_encoded(self, entries: Sequence[tuple[str, str]]) -> int:
+        """Like :meth:`write`, for (cache key, JSON from :func:`encode_entry`) pairs."""
         if not entries:
             return 0
-        keys_ = [keys.recommendations_key(e.user or "", e.model) for e in entries]
-        return int(self._write(keys=keys_, args=[e.to_json() for e in entries]))
+        return int(self._write(keys=[k for k, _ in entries], args=[j for _, j in entries]))
 
     def read(self, user: str, model: str) -> CacheEntry | None:
         """The stored entry of ``user`` (None if there is none)."""

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
@@ -78,13 +78,32 @@ class DeadLetter:
         return cls(data["reason"], data["field"], data["payload"], data["batch_id"], data["at"])
 
 
+class HistoryChange(NamedTuple):
+    """A value a batch left in a user's history: item dense id, which hash, stored value."""
+
+    item: int
+    rating: bool
+    value: float
+
+
 @dataclass(frozen=True)
 class TouchedUser:
-    """A user whose history a batch changed: external id, dense id and new history version."""
+    """A user whose history a batch changed.
+
+    Attributes:
+        user: external id.
+        dense_id: the user's dense id.
+        version: history version after the batch.
+        events: events of the batch applied to the user (``version - events`` is the
+            version before it).
+        changes: the values the batch stored, in order (see :class:`HistoryChange`).
+    """
 
     user: str
     dense_id: int
     version: int
+    events: int = 0
+    changes: tuple[HistoryChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,8 +259,17 @@ def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
         applied=bool(applied),
         events=int(n_events),
         dead_letters=int(n_dead),
-        users=tuple(TouchedUser(u.decode(), int(i), int(v)) for u, i, v in users),
+        users=tuple(
+            TouchedUser(u.decode(), int(i), int(v), int(n), _changes(c)) for u, i, v, n, c in users
+        ),
         new_items=tuple((name.decode(), int(i)) for name, i in new_items),
+    )
+
+
+def _changes(flat: list[Any]) -> tuple[HistoryChange, ...]:
+    return tuple(
+        HistoryChange(int(flat[n]), flat[n + 1] == b"r", float(flat[n + 2]))
+        for n in range(0, len(flat), 3)
     )
 
 

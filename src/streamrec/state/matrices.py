@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, pairwise
 
 import numpy as np
 import redis
@@ -35,6 +36,21 @@ class HistoryRows:
     versions: np.ndarray
 
 
+@dataclass
+class StoredHistory:
+    """One user's stored history by item dense id, as read at one history version.
+
+    Attributes:
+        version: the history version the values belong to.
+        history: item -> summed weight of additive events.
+        ratings: item -> newest rating.
+    """
+
+    version: int
+    history: dict[int, float]
+    ratings: dict[int, float]
+
+
 class MatrixReader:
     """Reads histories into CSR matrices, mapping items through a cached vocabulary.
 
@@ -50,6 +66,39 @@ class MatrixReader:
         """Add known (item, dense id) pairs to the cache (e.g. a batch's new items)."""
         self._item_ids.update((item.encode(), dense) for item, dense in pairs)
 
+    def read(self, users: Sequence[str]) -> list[StoredHistory]:
+        """The stored histories of ``users`` (unknown users are empty at version 0).
+
+        Each user's hashes and version are read in one transaction, so the values belong
+        to the version returned even while other workers apply events.
+        """
+        # Values are collected as bytes and parsed by numpy in one go, and items are looked
+        # up by their raw bytes (no decoding per entry): this is every training read.
+        out: list[StoredHistory] = []
+        for start in range(0, len(users), CHUNK):
+            chunk = users[start : start + CHUNK]
+            with self.connection.pipeline(transaction=True) as pipe:
+                for user in chunk:
+                    pipe.hgetall(keys.user_history_key(user))
+                    pipe.hgetall(keys.user_ratings_key(user))
+                    pipe.get(keys.user_version_key(user))
+                replies = pipe.execute()
+            hashes = [replies[n] for n in range(len(replies)) if n % 3 != 2]
+            cols = self._ids(list(chain.from_iterable(h.keys() for h in hashes)))
+            values = np.array(list(chain.from_iterable(h.values() for h in hashes)), np.float64)
+            owner = np.repeat(np.arange(len(hashes)), [len(h) for h in hashes])
+            known = cols >= 0  # items missing from the vocabulary are skipped
+            bounds = np.searchsorted(owner[known], np.arange(len(hashes) + 1)).tolist()
+            col_list, value_list = cols[known].tolist(), values[known].tolist()
+            parsed = [
+                dict(zip(col_list[lo:hi], value_list[lo:hi], strict=True))
+                for lo, hi in pairwise(bounds)
+            ]
+            for n in range(len(chunk)):
+                version = replies[3 * n + 2]
+                out.append(StoredHistory(int(version or 0), parsed[2 * n], parsed[2 * n + 1]))
+        return out
+
     def rows(self, users: Sequence[str], n_items: int | None = None) -> HistoryRows:
         """The full histories of ``users`` (unknown users give empty rows).
 
@@ -57,41 +106,7 @@ class MatrixReader:
             users: external user ids.
             n_items: matrix width; default: one more than the largest dense item id seen.
         """
-        # Hot path of every fold-in: values are collected as bytes and parsed by numpy in
-        # one go, and items are looked up by their raw bytes (no decoding per entry).
-        values: list[bytes] = []
-        names: list[bytes] = []
-        indptr = [0]
-        versions = np.zeros(len(users), dtype=np.int64)
-        for start in range(0, len(users), CHUNK):
-            chunk = users[start : start + CHUNK]
-            with self.connection.pipeline(transaction=False) as pipe:
-                for user in chunk:
-                    pipe.hgetall(keys.user_history_key(user))
-                    pipe.hgetall(keys.user_ratings_key(user))
-                    pipe.get(keys.user_version_key(user))
-                replies = pipe.execute()
-            for offset in range(len(chunk)):
-                history, ratings, version = replies[3 * offset : 3 * offset + 3]
-                names += history.keys()
-                values += history.values()
-                names += ratings.keys()
-                values += ratings.values()
-                indptr.append(len(names))
-                versions[start + offset] = int(version or 0)
-        cols = self._ids(names)
-        data = (
-            np.array(values, dtype=np.float64).astype(np.float32)
-            if values
-            else np.zeros(0, np.float32)
-        )
-        width = n_items if n_items is not None else (int(cols.max()) + 1 if len(cols) else 0)
-        rows = np.repeat(np.arange(len(users)), np.diff(indptr))
-        keep = (cols >= 0) & (cols < width)
-        matrix = sp.csr_matrix(
-            (data[keep], (rows[keep], cols[keep])), shape=(len(users), width), dtype=np.float32
-        )  # an item both played and rated appears twice: the constructor sums the two
-        return HistoryRows(list(users), matrix, versions)
+        return history_rows(users, self.read(users), n_items)
 
     def all_users(self) -> list[str]:
         """Every known user, in dense-id order."""
@@ -105,3 +120,30 @@ class MatrixReader:
             found = self.connection.hmget(keys.vocab_key("items"), missing)
             known.update((i, int(d)) for i, d in zip(missing, found, strict=True) if d is not None)
         return np.fromiter((known.get(i, -1) for i in items), dtype=np.int64, count=len(items))
+
+
+def history_rows(
+    users: Sequence[str], stored: Sequence[StoredHistory], n_items: int | None = None
+) -> HistoryRows:
+    """Rows of a CSR matrix from stored histories (one per user, in order).
+
+    Args:
+        users: external ids, one per history.
+        stored: the histories.
+        n_items: matrix width; default: one more than the largest dense item id seen.
+    """
+    parts = [d for s in stored for d in (s.history, s.ratings)]
+    lengths = np.fromiter((len(d) for d in parts), np.int64, count=len(parts))
+    total = int(lengths.sum())
+    cols = np.fromiter(chain.from_iterable(parts), np.int64, count=total)
+    data = np.fromiter(chain.from_iterable(d.values() for d in parts), np.float64, count=total)
+    width = n_items if n_items is not None else (int(cols.max()) + 1 if total else 0)
+    rows = np.repeat(np.arange(len(stored)), lengths.reshape(-1, 2).sum(axis=1))
+    keep = cols < width
+    matrix = sp.csr_matrix(
+        (data[keep].astype(np.float32), (rows[keep], cols[keep])),
+        shape=(len(stored), width),
+        dtype=np.float32,
+    )  # an item both played and rated appears twice: the constructor sums the two
+    versions = np.fromiter((s.version for s in stored), np.int64, count=len(stored))
+    return HistoryRows(list(users), matrix, versions)

@@ -15,12 +15,14 @@ import numpy as np
 import redis
 import scipy.sparse as sp
 
+from streamrec import keys
 from streamrec.models.als import ImplicitALS, with_width
 from streamrec.producer.events import Event
 from streamrec.settings import Settings
-from streamrec.state.cache import CacheEntry, RecommendationCache, RecommendedItem
+from streamrec.state.cache import RecommendationCache, encode_entry
 from streamrec.state.histories import BatchOutcome
 from streamrec.state.matrices import HistoryRows, MatrixReader
+from streamrec.state.mirror import HistoryMirror
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
 
@@ -43,13 +45,14 @@ class OnlineALS:
     def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
         self.registry = ModelRegistry(connection, settings)
         self.reader = MatrixReader(connection)
+        self.mirror = HistoryMirror(self.reader, settings.mirror_users)
         self.cache = RecommendationCache(connection)
         self.item_vocab = Vocabulary(connection, "items")
         self.k = settings.top_k
         self.because = because
         self.model: ImplicitALS | None = None
         self.version: int | None = None
-        self._names: dict[int, str] = {}
+        self._names = np.zeros(0, dtype=object)
         self._popular_at = 0.0
 
     def current(self) -> ImplicitALS | None:
@@ -71,8 +74,11 @@ class OnlineALS:
     def after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
         """Worker hook: refresh the cache entries of the users the batch touched."""
         self.reader.learn_items(outcome.new_items)
-        users = [u.user for u in outcome.users] or sorted({e.user for e in events})
-        self.refresh(users)
+        if outcome.users:
+            if self.current() is not None:
+                self._serve(self.mirror.rows(outcome.users))
+        else:  # a redelivered batch: its users as stored now
+            self.refresh(sorted({e.user for e in events}))
         if time.monotonic() - self._popular_at > POPULAR_EVERY:
             self.cache.write_popular(self.cache.popular_from_counts(self.k))
             self._popular_at = time.monotonic()
@@ -85,11 +91,13 @@ class OnlineALS:
         Returns:
             Entries written (older-history writes are refused by the cache).
         """
-        model = self.current()
-        if model is None or not users:
+        if self.current() is None or not users:
             return 0
-        assert self.version is not None
-        rows = self.reader.rows(users)
+        return self._serve(self.reader.rows(users))
+
+    def _serve(self, rows: HistoryRows) -> int:
+        model, version = self.model, self.version
+        assert model is not None and version is not None
         self._add_new_items(model, rows)
         matrix = with_width(rows.matrix, model.n_items)
         active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
@@ -101,19 +109,34 @@ class OnlineALS:
         seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
         ids, scores = model.recommend(systems.vectors, self.k, seen)
         because = model.because(systems, ids, self.because)
-        named = {j for user in because for reasons in user for j in reasons}
-        names = self._external(np.concatenate([ids[ids >= 0], np.fromiter(named, np.int64)]))
+        names = self._names_of(max(int(ids.max()), int(because.max())) + 1)
+        rounded = np.round(scores.astype(np.float64), 6)
         entries = []
         for n, r in enumerate(active):
             found = ids[n] >= 0
-            items = [
-                RecommendedItem(names[int(i)], float(s), [names[j] for j in reasons])
-                for i, s, reasons in zip(ids[n][found], scores[n][found], because[n], strict=True)
-            ]
+            reasons = because[n][found]
+            why = names[reasons].tolist()
+            if (reasons < 0).any():  # a history shorter than the reasons asked for
+                why = [
+                    [w for w, j in zip(ws, js, strict=True) if j >= 0]
+                    for ws, js in zip(why, reasons, strict=True)
+                ]
+            user = rows.users[r]
             entries.append(
-                CacheEntry(rows.users[r], MODEL, self.version, int(rows.versions[r]), items)
+                (
+                    keys.recommendations_key(user, MODEL),
+                    encode_entry(
+                        user,
+                        MODEL,
+                        version,
+                        int(rows.versions[r]),
+                        names[ids[n][found]].tolist(),
+                        rounded[n][found].tolist(),
+                        why,
+                    ),
+                )
             )
-        return self.cache.write(entries)
+        return self.cache.write_encoded(entries)
 
     def _add_new_items(self, model: ImplicitALS, rows: HistoryRows) -> None:
         """Give items first seen after training a vector, from the users of this batch."""
@@ -132,8 +155,11 @@ class OnlineALS:
             model.add_items(new + model.n_items, vectors)
             logger.info("folded in %d new items", len(new))
 
-    def _external(self, ids: np.ndarray) -> dict[int, str]:
-        missing = sorted(set(ids.tolist()) - self._names.keys())
-        for dense, name in zip(missing, self.item_vocab.externals(missing), strict=True):
-            self._names[dense] = name if name is not None else str(dense)
+    def _names_of(self, n: int) -> np.ndarray:
+        """External names of dense items ``0 .. n-1`` (an object array, grown as needed)."""
+        have = len(self._names)
+        if n > have:
+            found = self.item_vocab.externals(list(range(have, n)))
+            extra = [name if name is not None else str(have + i) for i, name in enumerate(found)]
+            self._names = np.concatenate([self._names, np.array(extra, dtype=object)])
         return self._names

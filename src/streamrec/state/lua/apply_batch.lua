@@ -11,7 +11,11 @@
 --       trip several times cheaper.
 -- A rating's stamp (zero-padded time, then event id) is kept beside it and orders ratings,
 -- so that the newest wins whatever the arrival order.
--- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version}...}, {{item, dense id}...}}
+-- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version, events, changes}...},
+--          {{item, dense id}...}}
+-- where a user's changes are the values the batch left in their hashes, flat:
+-- item dense id, 's' (history) | 'r' (rating), new value as stored, ... in application
+-- order, so that a worker holding the previous version can mirror the history exactly.
 local call = redis.call
 local batch_id = ARGV[1]
 if call('ZSCORE', KEYS[1], batch_id) then
@@ -35,11 +39,12 @@ end
 
 -- has_ratings[u]: nil until asked, then whether the user has any rating (one EXISTS per user
 -- instead of one HEXISTS per first-time item: most users of a play stream never rate)
-local user_ids, counts, last, has_ratings = {}, {}, {}, {}
+local user_ids, counts, last, has_ratings, changes = {}, {}, {}, {}, {}
 for u = 1, n_users do
   user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[6 + u])
   counts[u] = 0
   last[u] = -1
+  changes[u] = {}
 end
 
 local base = 6 + n_users
@@ -52,30 +57,40 @@ base = base + n_dead
 
 local rows = cjson.decode(ARGV[base + 1])
 local n_events = #rows
-local new_items, item_seen = {}, {}
+local new_items, item_ids = {}, {}
 for e = 1, n_events do
   local row = rows[e]
   local u, item, mode, value, ts, stamp = row[1], row[2], row[3], row[4], row[5], row[6]
   local history, ratings, stamps = KEYS[8 + u * 4], KEYS[9 + u * 4], KEYS[10 + u * 4]
-  if not item_seen[item] then
-    local id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
-    item_seen[item] = true
-    if created then table.insert(new_items, {item, id}) end
+  local item_id = item_ids[item]
+  if not item_id then
+    local created
+    item_id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
+    item_ids[item] = item_id
+    if created then table.insert(new_items, {item, item_id}) end
   end
   local first = false
+  local change = changes[u]
   if mode == 's' then
+    local stored = value
     if call('HSETNX', history, item, value) == 1 then
       if has_ratings[u] == nil then has_ratings[u] = call('EXISTS', ratings) == 1 end
       first = not (has_ratings[u] and call('HEXISTS', ratings, item) == 1)
     else
-      call('HINCRBYFLOAT', history, item, value)
+      stored = call('HINCRBYFLOAT', history, item, value)
     end
+    change[#change + 1] = item_id
+    change[#change + 1] = 's'
+    change[#change + 1] = stored
   else
     local old = call('HGET', stamps, item)
     has_ratings[u] = true
     if (not old) or stamp >= old then
       call('HSET', ratings, item, value)
       call('HSET', stamps, item, stamp)
+      change[#change + 1] = item_id
+      change[#change + 1] = 'r'
+      change[#change + 1] = value
     end
     if not old then first = call('HEXISTS', history, item) == 0 end
   end
@@ -88,7 +103,7 @@ local users = {}
 for u = 1, n_users do
   local version = call('INCRBY', KEYS[11 + u * 4], counts[u])
   call('ZADD', KEYS[5], 'GT', last[u], ARGV[6 + u])
-  users[u] = {ARGV[6 + u], user_ids[u], version}
+  users[u] = {ARGV[6 + u], user_ids[u], version, counts[u], changes[u]}
 end
 call('HINCRBY', KEYS[2], 'events_applied', n_events)
 call('HINCRBY', KEYS[2], 'batches_applied', 1)
