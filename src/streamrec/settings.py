@@ -32,7 +32,8 @@ class Settings:
             runs the embedded server whose files live under ``home / "redis"``.
         home: folder for the embedded Redis, datasets and model artifacts.
         batch_size: events per producer micro-batch (one RQ job each).
-        linger: seconds a non-full micro-batch may wait before it is sent.
+        linger: seconds a non-full micro-batch may wait before it is sent (it adds to every
+            event's freshness; 20 ms keeps one worker at 2,000 events/s under 50 ms p50).
         kind_weights: additive event kinds and the multiplier applied to their weight.
         rating_min: lowest valid rating.
         rating_max: highest valid rating.
@@ -50,7 +51,7 @@ class Settings:
     redis_url: str | None = None
     home: Path = field(default_factory=lambda: Path.home() / ".streamrec")
     batch_size: int = 500
-    linger: float = 0.05
+    linger: float = 0.02
     kind_weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_KIND_WEIGHTS)
     rating_min: float = 0.5
     rating_max: float = 5.0

@@ -50,7 +50,17 @@ def _handler() -> EventHandler:
     handler = _handlers.get(id(job.connection)) if job is not None else None
     if handler is None:
         connection, settings = _edge()
+        handler = prepare(connection, settings)
+    return handler
+
+
+def prepare(connection: redis.Redis, settings: Settings) -> EventHandler:
+    """The handler that jobs on ``connection`` use, with the active model already loaded
+    (a worker calls this before its first job, so that job does not wait for the load)."""
+    handler = _handlers.get(id(connection))
+    if handler is None:
         online = OnlineALS(connection, settings)
+        online.current()
         handler = EventHandler(connection, settings, hooks=[online.after_batch])
         _handlers[id(connection)] = handler
     return handler

@@ -28,7 +28,10 @@ from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from streamrec import keys
+from streamrec.settings import Settings
 from streamrec.state.queues import queue
+from streamrec.worker.jobs import prepare
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ def _recover_intermediate(connection: redis.Redis, name: str, registry: StartedJ
 def run_worker(connection: redis.Redis, queue_names: Sequence[str], *, burst: bool = False) -> None:
     """Run one worker in this process until stopped (or, with ``burst``, until queues empty)."""
     recover_abandoned(connection, queue_names)
+    if keys.EVENTS_QUEUE in queue_names:
+        prepare(connection, Settings.from_env())
     worker = SimpleWorker(
         [queue(connection, name) for name in queue_names],
         connection=connection,
