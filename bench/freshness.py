@@ -1,15 +1,17 @@
 """Freshness: how soon a pushed event shows in the user's cached list, under load.
 
-    python bench/freshness.py [--rate 2000] [--seconds 20] [--workers 1] [--data …/ml-100k]
+    python bench/freshness.py [--rate 2000] [--seconds 20] [--warmup 3] [--workers 1]
+                              [--data …/ml-100k]
 
 1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and ALS
    trained, on the embedded Redis under a temporary home.
 2. One worker process (it loads the model before its first job); the producer sends a
    sustained ``--rate`` events/s of ML-100K-like traffic for ``--warmup`` + ``--seconds``
    (linger from ``STREAMREC_LINGER``). A fresh worker reads each user's history once before
-   it can mirror it, so probes count after the warm-up; the whole run is reported too. Every 10th event is a probe: its user's next history version
-   is known, and a reader thread polls that user's cache entry until its
-   ``history_version`` reaches it. Latency = push call to entry visible, p50/p99.
+   it can mirror it, so probes count after the warm-up; the whole run is reported too.
+   Every 10th event is a probe: its user's next history version is known, and a reader
+   thread polls that user's cache entry until its ``history_version`` reaches it.
+   Latency = push call to entry visible, p50/p99.
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
    and the whole refresh of one user (Redis reads, model, CAS write).
 4. Cached reads per second through ``RecommendationClient.get`` vs raw redis-py ``GET`` of
