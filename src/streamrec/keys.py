@@ -77,12 +77,12 @@ def popularity_key() -> str:
 
 
 def last_seen_key() -> str:
-    """Sorted set user -> timestamp of the user's newest event."""
+    """Sorted set user -> time of the user's newest event, epoch milliseconds."""
     return f"{PREFIX}:users:last-seen"
 
 
 def ledger_key() -> str:
-    """Sorted set batch id -> time applied: the applied-batch ledger."""
+    """Sorted set batch id -> time applied (epoch milliseconds): the applied-batch ledger."""
     return f"{PREFIX}:ledger"
 
 

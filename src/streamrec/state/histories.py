@@ -198,7 +198,7 @@ class HistoryStore:
             interactions={k.decode(): float(v) for k, v in interactions.items()},
             ratings={k.decode(): float(v) for k, v in ratings.items()},
             version=int(version or 0),
-            last_ts=float(last_ts) if last_ts is not None else None,
+            last_ts=float(last_ts) / 1000 if last_ts is not None else None,
         )
 
     def forget(self, user: str, extra_keys: Sequence[str] = ()) -> bool:
@@ -225,27 +225,31 @@ class HistoryStore:
         self, batch_id: str, events: Sequence[Event], dead: Sequence[DeadLetter], now: float
     ) -> tuple[list[str], list[Any]]:
         users: dict[str, int] = {}
+        newest: dict[str, float] = {}
         weights = self.settings.kind_weights
         rows = []
         for ev in events:
             index = users.setdefault(ev.user, len(users) + 1)
+            if ev.timestamp > newest.get(ev.user, -1.0):
+                newest[ev.user] = ev.timestamp
             if ev.kind == RATING_KIND:
                 stamp = f"{ev.timestamp:020.6f} {ev.event_id}"
-                rows.append((index, ev.item, "r", repr(ev.weight), ev.timestamp, stamp))
+                rows.append((index, ev.item, "r", repr(ev.weight), stamp))
             else:
                 value = repr(ev.weight * weights[ev.kind])
-                rows.append((index, ev.item, "s", value, ev.timestamp, ""))
+                rows.append((index, ev.item, "s", value, ""))
         keys_ = list(_GLOBAL_KEYS)
         for user in users:
             keys_ += keys.user_keys(user)
         args: list[Any] = [
             batch_id,
-            repr(now),
-            repr(now - self.settings.ledger_retention),
+            str(round(now * 1000)),
+            str(round((now - self.settings.ledger_retention) * 1000)),
             self.settings.dead_letter_limit,
             len(users),
             len(dead),
             *users,
+            *(str(round(newest[user] * 1000)) for user in users),
             *(d.to_json() for d in dead),
             orjson.dumps(rows),
         ]
