@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import redis
 
 from streamrec.producer.events import Event, EventValidator
@@ -36,6 +37,15 @@ def random_batch(validator: EventValidator, rng: random.Random, size: int) -> li
     return events
 
 
+Parts = tuple[HistoryStore, EventValidator, MatrixReader]
+
+
+@pytest.fixture
+def parts(redis_conn: redis.Redis, settings: Settings) -> Parts:
+    """A store to apply batches, a validator to make events, a reader of the truth."""
+    return HistoryStore(redis_conn, settings), EventValidator(settings), MatrixReader(redis_conn)
+
+
 def assert_same(mirrored: HistoryRows, stored: HistoryRows) -> None:
     assert mirrored.users == stored.users
     np.testing.assert_array_equal(mirrored.versions, stored.versions)
@@ -53,10 +63,9 @@ def check(mirror: HistoryMirror, reader: MatrixReader, outcome: BatchOutcome) ->
 
 
 def test_mirror_equals_the_stored_histories_batch_after_batch(
-    redis_conn: redis.Redis, settings: Settings
+    parts: Parts, redis_conn: redis.Redis
 ) -> None:
-    store, validator = HistoryStore(redis_conn, settings), EventValidator(settings)
-    reader = MatrixReader(redis_conn)
+    store, validator, reader = parts
     mirror = HistoryMirror(MatrixReader(redis_conn), capacity=100)
     rng = random.Random(5)
     for n in range(60):
@@ -66,11 +75,8 @@ def test_mirror_equals_the_stored_histories_batch_after_batch(
     assert mirror.hits > 200
 
 
-def test_mirror_rereads_users_another_worker_changed(
-    redis_conn: redis.Redis, settings: Settings
-) -> None:
-    store, validator = HistoryStore(redis_conn, settings), EventValidator(settings)
-    reader = MatrixReader(redis_conn)
+def test_mirror_rereads_users_another_worker_changed(parts: Parts, redis_conn: redis.Redis) -> None:
+    store, validator, reader = parts
     mirror = HistoryMirror(MatrixReader(redis_conn), capacity=100)
     rng = random.Random(6)
     for n in range(40):
@@ -82,10 +88,9 @@ def test_mirror_rereads_users_another_worker_changed(
 
 
 def test_mirror_survives_a_forgotten_user_coming_back(
-    redis_conn: redis.Redis, settings: Settings
+    parts: Parts, redis_conn: redis.Redis
 ) -> None:
-    store, validator = HistoryStore(redis_conn, settings), EventValidator(settings)
-    reader = MatrixReader(redis_conn)
+    store, validator, reader = parts
     mirror = HistoryMirror(MatrixReader(redis_conn), capacity=100)
     check(mirror, reader, store.apply("b1", [validator.make("u0", "i1", 2)]))
     store.forget("u0")
@@ -97,10 +102,9 @@ def test_mirror_survives_a_forgotten_user_coming_back(
 
 
 def test_mirror_capacity_drops_the_least_recently_touched(
-    redis_conn: redis.Redis, settings: Settings
+    parts: Parts, redis_conn: redis.Redis
 ) -> None:
-    store, validator = HistoryStore(redis_conn, settings), EventValidator(settings)
-    reader = MatrixReader(redis_conn)
+    store, validator, reader = parts
     mirror = HistoryMirror(MatrixReader(redis_conn), capacity=2)
     for n, user in enumerate(["a", "b", "c", "a"]):
         check(mirror, reader, store.apply(f"b{n}", [validator.make(user, "i", 1)]))
