@@ -96,14 +96,24 @@ class TouchedUser:
         version: history version after the batch.
         events: events of the batch applied to the user (``version - events`` is the
             version before it).
-        changes: the values the batch stored, in order (see :class:`HistoryChange`).
+        stored: the values the batch stored, in order, as the apply script returns them
+            (flat: item dense id, ``b"s"`` or ``b"r"``, value); :meth:`changes` parses
+            them. Kept raw because only a worker serving a model needs them.
     """
 
     user: str
     dense_id: int
     version: int
     events: int = 0
-    changes: tuple[HistoryChange, ...] = ()
+    stored: Sequence[Any] = ()
+
+    def changes(self) -> list[HistoryChange]:
+        """The values the batch stored, in order."""
+        flat = self.stored
+        return [
+            HistoryChange(int(flat[n]), flat[n + 1] == b"r", float(flat[n + 2]))
+            for n in range(0, len(flat), 3)
+        ]
 
 
 @dataclass(frozen=True)
@@ -263,17 +273,8 @@ def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
         applied=bool(applied),
         events=int(n_events),
         dead_letters=int(n_dead),
-        users=tuple(
-            TouchedUser(u.decode(), int(i), int(v), int(n), _changes(c)) for u, i, v, n, c in users
-        ),
+        users=tuple(TouchedUser(u.decode(), int(i), int(v), int(n), c) for u, i, v, n, c in users),
         new_items=tuple((name.decode(), int(i)) for name, i in new_items),
-    )
-
-
-def _changes(flat: list[Any]) -> tuple[HistoryChange, ...]:
-    return tuple(
-        HistoryChange(int(flat[n]), flat[n + 1] == b"r", float(flat[n + 2]))
-        for n in range(0, len(flat), 3)
     )
 
 

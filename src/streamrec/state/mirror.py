@@ -63,7 +63,7 @@ class HistoryMirror:
         dense, stored = held
         if dense != user.dense_id or stored.version != user.version - user.events:
             return None  # out of step: read it again
-        for change in user.changes:
+        for change in user.changes():
             (stored.ratings if change.rating else stored.history)[change.item] = change.value
         stored.version = user.version
         self._held[user.user] = held  # most recently touched last
