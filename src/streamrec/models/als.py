@@ -67,11 +67,14 @@ class UserSystems:
         inverse: the inverses of the normal-equation matrices ``A_u``,
             ``(n, factors, factors)`` float32.
         vectors: the solved user vectors, ``(n, factors)`` float32.
+        groups: the non-empty rows of ``confidence`` in padded groups (see
+            :func:`_padded_groups`), reused by :meth:`ImplicitALS.because`.
     """
 
     confidence: sp.csr_matrix
     inverse: np.ndarray
     vectors: np.ndarray
+    groups: list[PaddedGroup]
 
 
 class ImplicitALS:
@@ -216,7 +219,7 @@ class ImplicitALS:
         return hist, (y[hist] @ z) * c[:, None]
 
     def solve_users(self, user_items: sp.csr_matrix) -> UserSystems:
-        """Fold users in like :meth:`fold_in_users`, keeping each user's normal equations.
+        """Fold users in like :meth:`fold_in_users`, keeping what :meth:`because` needs.
 
         Builds ``A_u = YᵀY + Σ_j (c_j - 1) y_j y_jᵀ + λI`` and ``b_u = Σ_j c_j y_j`` once per
         user (users of similar history length padded into batched products) and inverts
@@ -232,7 +235,8 @@ class ImplicitALS:
         a = np.repeat(self._yty().astype(np.float32)[None], n, axis=0)
         a[:, np.arange(f), np.arange(f)] += self.params.regularization
         b = np.zeros((n, f), dtype=np.float32)
-        for group in _padded_groups(conf):
+        groups = _padded_groups(conf)
+        for group in groups:
             yh = y[group.items]  # (g, L, f); padding slots have confidence 0 and no weight
             c = group.confidence * alpha
             a[group.rows] += np.matmul(
@@ -243,7 +247,7 @@ class ImplicitALS:
         # explanations in because() by matrix products, cheaper than two batched solves
         inverse = np.linalg.inv(a) if n else a
         vectors = np.matmul(inverse, b[..., None])[..., 0]
-        return UserSystems(conf, inverse, vectors.astype(np.float32))
+        return UserSystems(conf, inverse, vectors.astype(np.float32), groups)
 
     def because(self, systems: UserSystems, items: np.ndarray, n: int = 2) -> np.ndarray:
         """For each user and each recommended item, the ``n`` history items that contribute
@@ -263,7 +267,7 @@ class ImplicitALS:
         if conf.shape[0] == 0 or n == 0:
             return out
         z = np.matmul(systems.inverse, y[np.maximum(items, 0)].transpose(0, 2, 1))
-        for group in _padded_groups(conf):
+        for group in systems.groups:
             # contrib[g, j, i] = c_j y_jᵀ A⁻¹ y_i: history slot j's share of item i's score
             contrib = (
                 np.matmul(y[group.items], z[group.rows]) * (group.confidence * alpha)[..., None]
@@ -347,8 +351,8 @@ class ImplicitALS:
 
 
 @dataclass(frozen=True)
-class _Group:
-    """Users of similar history length, their histories padded to one length."""
+class PaddedGroup:
+    """Users of similar history length, their confidence rows padded to one length."""
 
     rows: np.ndarray  # (g,) row numbers in the CSR
     items: np.ndarray  # (g, L) item ids, 0 in padding slots
@@ -356,7 +360,7 @@ class _Group:
     mask: np.ndarray  # (g, L) True for real slots
 
 
-def _padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[_Group]:
+def _padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[PaddedGroup]:
     """Split the non-empty rows of ``conf`` into groups of up to ``size`` users of similar
     history length, padded, so that per-user products run as a few batched matmuls."""
     lengths = np.diff(conf.indptr)
@@ -371,7 +375,7 @@ def _padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[_Group]:
         slots = np.where(mask, conf.indptr[rows][:, None] + offsets[None, :], 0)
         items = np.where(mask, conf.indices[slots], 0)
         confidence = np.where(mask, conf.data[slots], np.float32(0))
-        groups.append(_Group(rows, items, confidence, mask))
+        groups.append(PaddedGroup(rows, items, confidence, mask))
     return groups
 
 

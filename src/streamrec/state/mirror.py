@@ -45,16 +45,18 @@ class HistoryMirror:
             touched: the users of an applied batch, from its outcome.
             n_items: matrix width (default: one more than the largest item id seen).
         """
-        stored = [self._advance(user) for user in touched]
-        missing = [n for n, s in enumerate(stored) if s is None]
-        if missing:
-            fresh_rows = self.reader.read([touched[n].user for n in missing])
-            for n, fresh in zip(missing, fresh_rows, strict=True):
-                stored[n] = fresh
-                self._keep(touched[n], fresh)
+        held = [self._advance(user) for user in touched]
+        missing = [user for user, s in zip(touched, held, strict=True) if s is None]
+        fresh = iter(self.reader.read([user.user for user in missing]) if missing else [])
+        stored: list[StoredHistory] = []
+        for user, s in zip(touched, held, strict=True):
+            if s is None:
+                s = next(fresh)
+                self._keep(user, s)
+            stored.append(s)
         self.misses += len(missing)
         self.hits += len(touched) - len(missing)
-        return history_rows([t.user for t in touched], stored, n_items)  # type: ignore[arg-type]
+        return history_rows([t.user for t in touched], stored, n_items)
 
     def _advance(self, user: TouchedUser) -> StoredHistory | None:
         held = self._held.pop(user.user, None)
