@@ -9,6 +9,7 @@ import sys
 import pytest
 import redis
 from click.testing import CliRunner
+from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.cli import cli
@@ -23,7 +24,10 @@ from streamrec.state.cache import (
     RecommendationClient,
     RecommendedItem,
 )
+from streamrec.state.queues import queue
 from streamrec.state.registry import ModelRegistry
+from streamrec.worker.jobs import prepare
+from streamrec.worker.runner import CoalescingWorker
 from streamrec.worker.serving import OnlineALS
 from streamrec.worker.training import train_als
 from tests.integration.helpers import drain
@@ -196,3 +200,51 @@ def test_the_client_built_from_settings_reads_with_one_get(
     # this test's own CONFIG RESETSTAT and INFO (Redis 7 names it cmdstat_config|resetstat)
     own = ("cmdstat_config", "cmdstat_info")
     assert {k: v["calls"] for k, v in stats.items() if not k.startswith(own)} == {"cmdstat_get": 1}
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_a_busy_worker_coalesces_refreshes_and_leaves_every_list_current(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int], coalesce: bool
+) -> None:
+    users = [f"burst-{n}" for n in range(12)]
+    items = sorted(trained)
+    batches = 30
+    with Producer(redis_conn, settings, linger=0, batch_size=6) as producer:
+        for n in range(batches * 6):
+            producer.send(users[n % len(users)], items[(n * 5) % len(items)], 1)
+    handler = prepare(redis_conn, settings, coalesce=coalesce)
+    online = handler.deferring[0]
+    assert isinstance(online, OnlineALS)
+    worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
+    worker.handler = handler
+    worker.work(burst=True)
+    # all batches were queued before the worker started: a coalescing worker serves them
+    # in a few refreshes, a plain one once per batch
+    assert online.serves < batches / 3 if coalesce else online.serves == batches
+    assert online.pending == 0
+    for user in users:
+        entry = RecommendationClient(redis_conn).get(user, 20)
+        assert entry is not None and entry["user"] == user
+        assert entry["history_version"] == int(redis_conn.get(keys.user_version_key(user)) or 0)
+        history = set(redis_conn.hkeys(keys.user_history_key(user)))
+        assert not {i["item"].encode() for i in entry["items"]} & history
+
+
+def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    users = [f"late-{n}" for n in range(4)]
+    with Producer(redis_conn, settings, linger=0, batch_size=2) as producer:
+        for n, item in enumerate(sorted(trained)[:8]):
+            producer.send(users[n % len(users)], item, 1)
+    handler = prepare(redis_conn, settings, coalesce=True)
+    online = handler.deferring[0]
+    assert isinstance(online, OnlineALS)
+    online.busy = lambda: True  # as if more jobs waited, then another worker took them
+    worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
+    worker.handler = handler
+    worker.work(burst=True)
+    assert online.serves == 1 and online.pending == 0
+    for user in users:
+        entry = RecommendationClient(redis_conn).get(user, 20)
+        assert entry is not None and entry["user"] == user and entry["history_version"] == 2

@@ -45,6 +45,14 @@ class HistoryMirror:
             touched: the users of an applied batch, from its outcome.
             n_items: matrix width (default: one more than the largest item id seen).
         """
+        return history_rows([t.user for t in touched], self.histories(touched), n_items)
+
+    def histories(self, touched: Sequence[TouchedUser]) -> list[StoredHistory]:
+        """The stored histories of a batch's users after the batch, one per user, in order.
+
+        The objects are the mirror's own: a later batch that advances a user updates its
+        object in place (values and version together).
+        """
         held = [self._advance(user) for user in touched]
         missing = [user for user, s in zip(touched, held, strict=True) if s is None]
         fresh = iter(self.reader.read([user.user for user in missing]) if missing else [])
@@ -56,7 +64,7 @@ class HistoryMirror:
             stored.append(s)
         self.misses += len(missing)
         self.hits += len(touched) - len(missing)
-        return history_rows([t.user for t in touched], stored, n_items)
+        return stored
 
     def _advance(self, user: TouchedUser) -> StoredHistory | None:
         held = self._held.pop(user.user, None)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -27,6 +27,19 @@ logger = logging.getLogger(__name__)
 
 #: Called after each batch with its outcome and its valid events.
 AfterApply = Callable[[BatchOutcome, Sequence[Event]], None]
+
+
+class Deferring(Protocol):
+    """A hook that may defer work while more batches wait (see :mod:`~streamrec.worker.serving`)."""
+
+    @property
+    def pending(self) -> int:
+        """Deferred units of work (0 when none)."""
+        ...
+
+    def flush(self) -> int:
+        """Do the deferred work now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -45,14 +58,31 @@ class EventHandler:
         connection: a redis-py client.
         settings: validation rules and state settings.
         hooks: run after each batch (fold-in plugs in here).
+        deferring: hooks that may defer work; the worker calls :meth:`flush` when its queue
+            is empty and before it stops.
     """
 
     def __init__(
-        self, connection: redis.Redis, settings: Settings, hooks: Sequence[AfterApply] = ()
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        hooks: Sequence[AfterApply] = (),
+        deferring: Sequence[Deferring] = (),
     ) -> None:
         self.validator = EventValidator(settings)
         self.store = HistoryStore(connection, settings)
         self.hooks = list(hooks)
+        self.deferring = list(deferring)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a hook holds deferred work."""
+        return any(d.pending for d in self.deferring)
+
+    def flush(self) -> None:
+        """Do every hook's deferred work."""
+        for d in self.deferring:
+            d.flush()
 
     def parse(self, batch_id: Any, events: Any) -> ParsedBatch:
         """Validate a raw batch; anything invalid becomes a dead letter with its reason.

@@ -11,14 +11,17 @@ from typing import Any
 import redis
 from rq import get_current_job
 
+from streamrec import keys
 from streamrec.models.als import ALSParams
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
+from streamrec.state.queues import queue
 from streamrec.worker.handlers import EventHandler
 from streamrec.worker.serving import OnlineALS
 from streamrec.worker.training import train_als
 
-_handlers: dict[int, EventHandler] = {}
+#: The handler of each worker connection: (connection, coalescing, handler) by id.
+_handlers: dict[int, tuple[redis.Redis, bool, EventHandler]] = {}
 
 
 def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
@@ -47,22 +50,33 @@ def _edge() -> tuple[redis.Redis, Settings]:
 
 def _handler() -> EventHandler:
     job = get_current_job()
-    handler = _handlers.get(id(job.connection)) if job is not None else None
-    if handler is None:
-        connection, settings = _edge()
-        handler = prepare(connection, settings)
-    return handler
+    cached = _handlers.get(id(job.connection)) if job is not None else None
+    if job is not None and cached is not None and cached[0] is job.connection:
+        return cached[2]
+    connection, settings = _edge()
+    return prepare(connection, settings)
 
 
-def prepare(connection: redis.Redis, settings: Settings) -> EventHandler:
+def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = False) -> EventHandler:
     """The handler that jobs on ``connection`` use, with the active model already loaded
-    (a worker calls this before its first job, so that job does not wait for the load)."""
-    handler = _handlers.get(id(connection))
-    if handler is None:
-        online = OnlineALS(connection, settings)
-        online.current()
-        handler = EventHandler(connection, settings, hooks=[online.after_batch])
-        _handlers[id(connection)] = handler
+    (a worker calls this before its first job, so that job does not wait for the load).
+
+    Args:
+        connection: the worker's redis-py client.
+        settings: the worker's settings.
+        coalesce: defer serving while more event batches are queued; the caller must then
+            call the handler's ``flush`` when the queue is empty and before it stops
+            (:class:`~streamrec.worker.runner.CoalescingWorker` does).
+    """
+    cached = _handlers.get(id(connection))
+    if cached is not None and cached[0] is connection and cached[1] == coalesce:
+        return cached[2]
+    events = queue(connection, keys.EVENTS_QUEUE).key
+    busy = (lambda: bool(connection.llen(events))) if coalesce else None
+    online = OnlineALS(connection, settings, busy=busy)
+    online.current()
+    handler = EventHandler(connection, settings, hooks=[online.after_batch], deferring=[online])
+    _handlers[id(connection)] = (connection, coalesce, handler)
     return handler
 
 

@@ -23,14 +23,16 @@ import uuid
 from collections.abc import Sequence
 
 import redis
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.executions import Execution
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.settings import Settings
 from streamrec.state.queues import queue
+from streamrec.worker.handlers import EventHandler
 from streamrec.worker.jobs import prepare
 
 logger = logging.getLogger(__name__)
@@ -94,18 +96,45 @@ def _recover_intermediate(connection: redis.Redis, name: str, registry: StartedJ
     return len(stuck)
 
 
+class CoalescingWorker(SimpleWorker):
+    """A ``SimpleWorker`` that does its handler's deferred work whenever its queues are empty.
+
+    The serving hook defers refreshing users while more batches wait (see
+    :mod:`~streamrec.worker.serving`); before blocking for the next job this worker first
+    looks for one without blocking and, finding none, flushes the deferred work. So nothing
+    stays deferred while the worker idles, even when another worker took the jobs it saw.
+    """
+
+    handler: EventHandler | None = None
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """Dequeue the next job, flushing deferred work first if none is waiting."""
+        if self.handler is not None and self.handler.pending:
+            found = super().dequeue_job_and_maintain_ttl(None)
+            if found is not None:
+                return found
+            self.handler.flush()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+
 def run_worker(connection: redis.Redis, queue_names: Sequence[str], *, burst: bool = False) -> None:
     """Run one worker in this process until stopped (or, with ``burst``, until queues empty)."""
     recover_abandoned(connection, queue_names)
-    if keys.EVENTS_QUEUE in queue_names:
-        prepare(connection, Settings.from_env())
-    worker = SimpleWorker(
+    worker = CoalescingWorker(
         [queue(connection, name) for name in queue_names],
         connection=connection,
         serializer=JSONSerializer,
         name=worker_name(),
     )
-    worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    if keys.EVENTS_QUEUE in queue_names:
+        worker.handler = prepare(connection, Settings.from_env(), coalesce=True)
+    try:
+        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    finally:
+        if worker.handler is not None:
+            worker.handler.flush()  # a stopped worker leaves nothing deferred
 
 
 def spawn_workers(

@@ -3,13 +3,21 @@
 Used by the worker after every batch (:meth:`OnlineALS.after_batch`, an
 :data:`~streamrec.worker.handlers.AfterApply` hook) and by a retrain to refresh every
 user. The model is reloaded only when the registry publishes a newer version.
+
+Coalescing: when the worker says more batches are already waiting (``busy``), the users of
+a batch are kept pending instead of served at once, and served together when the queue is
+empty (:meth:`OnlineALS.flush`, called by the worker before it blocks for the next job) or
+when the pending set grows too large or too old. Folding in is a per-batch fixed cost plus
+a small per-user cost, so a worker that falls behind catches up with larger, cheaper
+refreshes instead of piling up latency. A user's entry is computed from their newest
+mirrored history, so deferring never serves an older one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import redis
@@ -21,7 +29,7 @@ from streamrec.producer.events import Event
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationCache, encode_entry
 from streamrec.state.histories import BatchOutcome
-from streamrec.state.matrices import HistoryRows, MatrixReader
+from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
@@ -31,6 +39,10 @@ logger = logging.getLogger(__name__)
 MODEL = "als"
 #: Seconds between refreshes of the popular-items entry by a worker.
 POPULAR_EVERY = 5.0
+#: Pending users beyond which a busy worker serves anyway.
+MAX_PENDING = 2000
+#: Seconds a pending user may wait while the worker is busy.
+MAX_DEFER = 0.2
 
 
 class OnlineALS:
@@ -40,9 +52,17 @@ class OnlineALS:
         connection: a redis-py client.
         settings: where the registry lives; ``top_k`` items per cached list.
         because: history items named per recommended item.
+        busy: returns True when more batches are already queued for this worker; None
+            serves every batch at once (see the module doc on coalescing).
     """
 
-    def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        because: int = 2,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self.registry = ModelRegistry(connection, settings)
         self.reader = MatrixReader(connection)
         self.mirror = HistoryMirror(self.reader, settings.mirror_users)
@@ -52,8 +72,12 @@ class OnlineALS:
         self.because = because
         self.model: ImplicitALS | None = None
         self.version: int | None = None
+        self.busy = busy
         self._names = np.zeros(0, dtype=object)
         self._popular_at = 0.0
+        self._pending: dict[str, StoredHistory] = {}
+        self._pending_since = 0.0
+        self.serves = 0  # batched refreshes run (a coalesced one serves several batches)
 
     def current(self) -> ImplicitALS | None:
         """The active model, reloaded if a newer version was published (None if untrained)."""
@@ -72,16 +96,44 @@ class OnlineALS:
         self.model, self.version = model, version
 
     def after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
-        """Worker hook: refresh the cache entries of the users the batch touched."""
+        """Worker hook: refresh the cache entries of the users the batch touched (now, or
+        with the next batches while the worker is busy)."""
         self.reader.learn_items(outcome.new_items)
         if outcome.users:
             if self.current() is not None:
-                self._serve(self.mirror.rows(outcome.users))
+                if not self._pending:
+                    self._pending_since = time.monotonic()
+                stored = self.mirror.histories(outcome.users)
+                for user, history in zip(outcome.users, stored, strict=True):
+                    self._pending[user.user] = history  # the newest: later batches advance it
+                if not self._may_defer():
+                    self.flush()
         else:  # a redelivered batch: its users as stored now
             self.refresh(sorted({e.user for e in events}))
         if time.monotonic() - self._popular_at > POPULAR_EVERY:
             self.cache.write_popular(self.cache.popular_from_counts(self.k))
             self._popular_at = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        """Users whose refresh is deferred (see the module doc on coalescing)."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Serve every pending user; returns the entries written."""
+        if not self._pending or self.model is None:
+            return 0
+        users, stored = list(self._pending), list(self._pending.values())
+        self._pending.clear()
+        return self._serve(history_rows(users, stored))
+
+    def _may_defer(self) -> bool:
+        return (
+            self.busy is not None
+            and len(self._pending) < MAX_PENDING
+            and time.monotonic() - self._pending_since < MAX_DEFER
+            and self.busy()
+        )
 
     def refresh(self, users: Sequence[str]) -> int:
         """Fold ``users`` in from their full histories and write their entries.
@@ -98,6 +150,7 @@ class OnlineALS:
     def _serve(self, rows: HistoryRows) -> int:
         model, version = self.model, self.version
         assert model is not None and version is not None
+        self.serves += 1
         self._add_new_items(model, rows)
         matrix = with_width(rows.matrix, model.n_items)
         active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
