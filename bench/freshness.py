@@ -43,7 +43,9 @@ from streamrec.producer.synthetic import SyntheticConfig, generate
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.connection import connect, stop_embedded
-from streamrec.worker.serving import OnlineALS
+from streamrec.state.matrices import MatrixReader
+from streamrec.worker.served import ServedALS
+from streamrec.worker.serving import OnlineServing
 from streamrec.worker.training import train_als
 
 PROBE_EVERY = 10
@@ -152,18 +154,19 @@ def sustained_load(
 def fold_in_timing(conn: redis.Redis, settings: Settings, users: list[str]) -> dict[str, float]:
     """Milliseconds per user of fold-in + top-k + explanations (the worker's calls), one
     user at a time and in batches of 100, and of a whole one-user refresh."""
-    online = OnlineALS(conn, settings)
-    model = online.current()
+    served = ServedALS(conn, settings)
+    online = OnlineServing(conn, settings, models=[served])
+    model = served.current()
     assert model is not None
     sample = users[:300]
-    rows = online.reader.rows(sample, n_items=model.n_items)
+    rows = MatrixReader(conn).rows(sample, n_items=model.n_items)
 
     def serve(matrix: object) -> None:
         systems = model.solve_users(matrix)  # type: ignore[arg-type]
         conf = systems.confidence
         seen = [conf.indices[conf.indptr[r] : conf.indptr[r + 1]] for r in range(conf.shape[0])]
-        ids, _ = model.recommend(systems.vectors, online.k, seen)
-        model.because(systems, ids, online.because)
+        ids, _ = model.recommend(systems.vectors, served.k, seen)
+        model.because(systems, ids, served.because)
 
     start = time.perf_counter()
     for r in range(len(sample)):
@@ -232,7 +235,7 @@ def main() -> None:
 
         t = fold_in_timing(conn, settings, users)
         print(
-            f"fold-in + top-{OnlineALS(conn, settings).k} + explanations per user: "
+            f"fold-in + top-{settings.top_k} + explanations per user: "
             f"{t['single']:.2f} ms one user at a time, {t['batched']:.2f} ms in batches of 100; "
             f"whole refresh of one user (reads, model, CAS write) {t['refresh']:.2f} ms  "
             f"[target ≤ 2 ms]"

@@ -28,7 +28,8 @@ from streamrec.state.queues import queue
 from streamrec.state.registry import ModelRegistry
 from streamrec.worker.jobs import prepare
 from streamrec.worker.runner import CoalescingWorker
-from streamrec.worker.serving import OnlineALS
+from streamrec.worker.served import ServedALS
+from streamrec.worker.serving import OnlineServing
 from streamrec.worker.training import train_als
 from tests.integration.helpers import drain
 
@@ -104,7 +105,7 @@ def test_publishing_is_atomic_and_workers_reload_only_newer_versions(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     registry = ModelRegistry(redis_conn, settings)
-    online = OnlineALS(redis_conn, settings)
+    online = ServedALS(redis_conn, settings)
     first = online.current()
     assert online.version == 1 and online.current() is first  # no reload without a new version
     for _ in range(3):
@@ -214,7 +215,7 @@ def test_a_busy_worker_coalesces_refreshes_and_leaves_every_list_current(
             producer.send(users[n % len(users)], items[(n * 5) % len(items)], 1)
     handler = prepare(redis_conn, settings, coalesce=coalesce)
     online = handler.deferring[0]
-    assert isinstance(online, OnlineALS)
+    assert isinstance(online, OnlineServing)
     worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
     worker.handler = handler
     worker.work(burst=True)
@@ -239,7 +240,7 @@ def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
             producer.send(users[n % len(users)], item, 1)
     handler = prepare(redis_conn, settings, coalesce=True)
     online = handler.deferring[0]
-    assert isinstance(online, OnlineALS)
+    assert isinstance(online, OnlineServing)
     online.busy = lambda: True  # as if more jobs waited, then another worker took them
     worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
     worker.handler = handler

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -15,15 +16,15 @@ from rq import Retry
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
-from streamrec.cli.options import als_params
+from streamrec.cli.options import als_params, kmf_from, kmf_params
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.matrices import MatrixReader
 from streamrec.state.queues import queue
 from streamrec.state.vocab import ItemCatalog, Vocabulary
-from streamrec.worker.serving import OnlineALS
-from streamrec.worker.training import train_als
+from streamrec.worker.served import ServedALS
+from streamrec.worker.training import TrainReport, train_als, train_kmf
 
 
 @click.group()
@@ -36,23 +37,48 @@ def train() -> None:
 @click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
 @pass_app
 def train_als_command(app: AppContext, on_queue: bool, params: ALSParams) -> None:
-    """Train implicit ALS, publish it, refresh every user's cached list."""
+    """Train implicit ALS on every interaction, publish it, refresh every user's list."""
     if on_queue:
-        job = queue(app.connection, keys.TRAINING_QUEUE).enqueue(
-            "streamrec.worker.jobs.retrain_model", "als", asdict(params),
-            job_timeout=3600, retry=Retry(max=1), description="retrain als",
-        )  # fmt: skip
-        app.console.print(f"queued retrain job {job.id} on '{keys.TRAINING_QUEUE}'")
+        _enqueue(app, "als", asdict(params))
         return
+    _train(app, "als", lambda report: train_als(app.connection, app.settings, params, report))
+
+
+@train.command("kmf")
+@kmf_params
+@click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
+@pass_app
+def train_kmf_command(app: AppContext, on_queue: bool, values: dict[str, Any]) -> None:
+    """Train KernelMF on every rating, publish it, refresh the list of every user who rated."""
+    if on_queue:
+        _enqueue(app, "kmf", values)
+        return
+    params = kmf_from(values, app.settings.rating_min, app.settings.rating_max)
+    _train(app, "kmf", lambda report: train_kmf(app.connection, app.settings, params, report))
+
+
+def _enqueue(app: AppContext, model: str, params: dict[str, Any]) -> None:
+    job = queue(app.connection, keys.TRAINING_QUEUE).enqueue(
+        "streamrec.worker.jobs.retrain_model", model, params,
+        job_timeout=3600, retry=Retry(max=1), description=f"retrain {model}",
+    )  # fmt: skip
+    app.console.print(f"queued retrain job {job.id} on '{keys.TRAINING_QUEUE}'")
+
+
+def _train(
+    app: AppContext,
+    model: str,
+    run: Callable[[Callable[[str, int, int], None]], TrainReport],
+) -> None:
     with progress_bar(app) as bar:
-        task = bar.add_task("training als, then refreshing caches", total=None)
+        task = bar.add_task(f"training {model}, then refreshing caches", total=None)
 
         def report(stage: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = train_als(app.connection, app.settings, params, progress=report)
+        result = run(report)
     app.console.print(
-        f"als version {result.version}: {result.users:,} users, {result.items:,} items, "
+        f"{model} version {result.version}: {result.users:,} users, {result.items:,} items, "
         f"{result.interactions:,} interactions; fit {result.fit_seconds:.1f} s, "
         f"{result.refreshed:,} lists refreshed in {result.refresh_seconds:.1f} s"
     )
@@ -61,7 +87,7 @@ def train_als_command(app: AppContext, on_queue: bool, params: ALSParams) -> Non
 @click.command()
 @click.argument("user")
 @click.option("-k", type=int, default=10, show_default=True)
-@click.option("--model", default="als", show_default=True)
+@click.option("--model", type=click.Choice(["als", "kmf"]), default="als", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> None:
@@ -132,7 +158,7 @@ def explain(app: AppContext, user: str, item: str, n: int, as_json: bool) -> Non
 
 
 def _model(app: AppContext) -> ImplicitALS:
-    model = OnlineALS(app.connection, app.settings).current()
+    model = ServedALS(app.connection, app.settings).current()
     if model is None:
         raise NotFoundError("no als model has been trained yet: run `streamrec train als`")
     return model

@@ -1,74 +1,188 @@
-"""Options shared by several commands."""
+"""Model hyper-parameter options shared by ``train`` and ``evaluate``.
+
+``train als`` / ``train kmf`` take their own model's options (:func:`als_params`,
+:func:`kmf_params`); ``evaluate`` takes both sets (:func:`model_params`) and refuses an option
+given for the other model. ``--factors`` belongs to both, with each model's default.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar, cast
 
 import click
 
+from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
 
 F = TypeVar("F", bound=Callable[..., Any])
-_DEFAULTS = ALSParams()
+_ALS = ALSParams()
+#: KernelMF's defaults, mirrored here so the CLI does not import numba to show its help
+#: (tests/unit/test_kernel_mf.py checks they match KernelMFParams).
+KMF_DEFAULTS: dict[str, Any] = {
+    "factors": 100,
+    "epochs": 60,
+    "kernel": "linear",
+    "lr": 0.006,
+    "reg": 0.06,
+}
+
+_ALS_OPTIONS = {
+    "regularization": click.option(
+        "--regularization",
+        type=click.FloatRange(min=0),
+        default=_ALS.regularization,
+        show_default=True,
+        help="ALS L2 weight λ.",
+    ),
+    "alpha": click.option(
+        "--alpha",
+        type=click.FloatRange(min=0, min_open=True),
+        default=_ALS.alpha,
+        show_default=True,
+        help="ALS confidence scale of an observed pair.",
+    ),
+    "iterations": click.option(
+        "--iterations",
+        type=click.IntRange(min=1),
+        default=_ALS.iterations,
+        show_default=True,
+        help="ALS sweeps.",
+    ),
+    "confidence": click.option(
+        "--confidence",
+        type=click.Choice(["binary", "log"]),
+        default=_ALS.confidence,
+        show_default=True,
+        help="ALS transform of raw weights: every pair once, or log1p(weight).",
+    ),
+}
+_KMF_OPTIONS = {
+    "kernel": click.option(
+        "--kernel",
+        type=click.Choice(["linear", "sigmoid", "rbf"]),
+        default=KMF_DEFAULTS["kernel"],
+        show_default=True,
+        help="KernelMF kernel.",
+    ),
+    "epochs": click.option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=KMF_DEFAULTS["epochs"],
+        show_default=True,
+        help="KernelMF SGD passes.",
+    ),
+    "lr": click.option(
+        "--lr",
+        type=click.FloatRange(min=0, min_open=True),
+        default=KMF_DEFAULTS["lr"],
+        show_default=True,
+        help="KernelMF learning rate.",
+    ),
+    "reg": click.option(
+        "--reg",
+        type=click.FloatRange(min=0),
+        default=KMF_DEFAULTS["reg"],
+        show_default=True,
+        help="KernelMF L2 weight of the factors.",
+    ),
+}
+
+
+def _factors(default: int | None) -> Callable[[F], F]:
+    shown = (
+        default if default is not None else f"{_ALS.factors} (als), {KMF_DEFAULTS['factors']} (kmf)"
+    )
+    return click.option(
+        "--factors",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=str(shown),
+        help="Latent dimensions.",
+    )
+
+
+def _apply(func: Callable[..., Any], options: list[Callable[[Any], Any]]) -> Any:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def als_from(values: dict[str, Any]) -> ALSParams:
+    """ALSParams from option values (``factors`` None means the default)."""
+    return ALSParams(
+        factors=values.get("factors") or _ALS.factors,
+        regularization=values["regularization"],
+        alpha=values["alpha"],
+        iterations=values["iterations"],
+        confidence="log" if values["confidence"] == "log" else "binary",
+    )
+
+
+def kmf_from(values: dict[str, Any], rating_min: float, rating_max: float) -> Any:
+    """KernelMFParams from option values on the given rating scale (imports numba)."""
+    from streamrec.models.kernel_mf import KernelMFParams
+
+    params = KernelMFParams(min_rating=rating_min, max_rating=rating_max)
+    return replace(
+        params,
+        factors=values.get("factors") or KMF_DEFAULTS["factors"],
+        kernel=values["kernel"],
+        epochs=values["epochs"],
+        lr=values["lr"],
+        reg=values["reg"],
+    )
 
 
 def als_params(func: F) -> F:
-    """Add the ALS hyper-parameter options; the command receives them as ``params``."""
+    """Add the ALS options; the command receives them as ``params`` (an ALSParams)."""
 
-    @click.option(
-        "--factors",
-        type=click.IntRange(min=1),
-        default=_DEFAULTS.factors,
-        show_default=True,
-        help="ALS latent dimensions.",
-    )
-    @click.option(
-        "--regularization",
-        type=click.FloatRange(min=0),
-        default=_DEFAULTS.regularization,
-        show_default=True,
-        help="ALS L2 weight λ.",
-    )
-    @click.option(
-        "--alpha",
-        type=click.FloatRange(min=0, min_open=True),
-        default=_DEFAULTS.alpha,
-        show_default=True,
-        help="Confidence scale of an observed pair.",
-    )
-    @click.option(
-        "--iterations",
-        type=click.IntRange(min=1),
-        default=_DEFAULTS.iterations,
-        show_default=True,
-        help="ALS sweeps.",
-    )
-    @click.option(
-        "--confidence",
-        type=click.Choice(["binary", "log"]),
-        default=_DEFAULTS.confidence,
-        show_default=True,
-        help="Transform of raw weights: every pair once, or log1p(weight).",
-    )
     @functools.wraps(func)
-    def wrapper(
-        *args: Any,
-        factors: int,
-        regularization: float,
-        alpha: float,
-        iterations: int,
-        confidence: str,
-        **kwargs: Any,
-    ) -> Any:
-        params = ALSParams(
-            factors=factors,
-            regularization=regularization,
-            alpha=alpha,
-            iterations=iterations,
-            confidence="log" if confidence == "log" else "binary",
-        )
-        return func(*args, params=params, **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in ("factors", *_ALS_OPTIONS)}
+        return func(*args, params=als_from(values), **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, _apply(wrapper, [_factors(_ALS.factors), *_ALS_OPTIONS.values()]))
+
+
+def kmf_params(func: F) -> F:
+    """Add the KernelMF options; the command receives their values as ``values`` (a dict,
+    turned into KernelMFParams with :func:`kmf_from` once the rating scale is known)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in ("factors", *_KMF_OPTIONS)}
+        return func(*args, values=values, **kwargs)
+
+    return cast(F, _apply(wrapper, [_factors(KMF_DEFAULTS["factors"]), *_KMF_OPTIONS.values()]))
+
+
+def model_params(func: F) -> F:
+    """Add both models' options; the command receives ``values`` (a dict of them all).
+
+    :func:`check_options` refuses an option given explicitly for the other model.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        names = ("factors", *_ALS_OPTIONS, *_KMF_OPTIONS)
+        values = {name: kwargs.pop(name) for name in names}
+        return func(*args, values=values, **kwargs)
+
+    options = [_factors(None), *_ALS_OPTIONS.values(), *_KMF_OPTIONS.values()]
+    return cast(F, _apply(wrapper, options))
+
+
+def check_options(model: str) -> None:
+    """Raise ConfigError when an option of the other model was given on the command line."""
+    ctx = click.get_current_context()
+    foreign = _KMF_OPTIONS if model == "als" else _ALS_OPTIONS
+    given = [
+        f"--{name}"
+        for name in foreign
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise ConfigError(f"{', '.join(given)} do(es) not apply to --model {model}")

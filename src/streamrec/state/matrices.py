@@ -27,13 +27,26 @@ class HistoryRows:
 
     Attributes:
         users: external ids, one per row.
-        matrix: ``(len(users), n_items)`` float32 CSR of raw weights.
+        matrix: ``(len(users), n_items)`` float32 CSR of raw weights (additive weights plus
+            ratings: what implicit-feedback models read).
         versions: history version per row, int64.
+        ratings: ``(len(users), n_items)`` float32 CSR of the newest ratings only (what rating
+            models read); every stored entry is a rating, a rating of 0 included.
     """
 
     users: list[str]
     matrix: sp.csr_matrix
     versions: np.ndarray
+    ratings: sp.csr_matrix
+
+    def subset(self, rows: np.ndarray) -> HistoryRows:
+        """The rows numbered ``rows`` (int array), in that order."""
+        return HistoryRows(
+            [self.users[r] for r in rows.tolist()],
+            self.matrix[rows],
+            self.versions[rows],
+            self.ratings[rows],
+        )
 
 
 @dataclass
@@ -138,12 +151,15 @@ def history_rows(
     cols = np.fromiter(chain.from_iterable(parts), np.int64, count=total)
     data = np.fromiter(chain.from_iterable(d.values() for d in parts), np.float64, count=total)
     width = n_items if n_items is not None else (int(cols.max()) + 1 if total else 0)
+    shape = (len(stored), width)
     rows = np.repeat(np.arange(len(stored)), lengths.reshape(-1, 2).sum(axis=1))
     keep = cols < width
     matrix = sp.csr_matrix(
-        (data[keep].astype(np.float32), (rows[keep], cols[keep])),
-        shape=(len(stored), width),
-        dtype=np.float32,
+        (data[keep].astype(np.float32), (rows[keep], cols[keep])), shape=shape, dtype=np.float32
     )  # an item both played and rated appears twice: the constructor sums the two
+    rated = np.repeat(np.arange(len(parts)) % 2 == 1, lengths) & keep
+    ratings = sp.csr_matrix(
+        (data[rated].astype(np.float32), (rows[rated], cols[rated])), shape=shape, dtype=np.float32
+    )  # built from triples, so a rating of 0 stays a stored entry
     versions = np.fromiter((s.version for s in stored), np.int64, count=len(stored))
-    return HistoryRows(list(users), matrix, versions)
+    return HistoryRows(list(users), matrix, versions, ratings)

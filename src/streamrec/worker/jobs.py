@@ -12,13 +12,14 @@ import redis
 from rq import get_current_job
 
 from streamrec import keys
+from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.state.queues import queue
 from streamrec.worker.handlers import EventHandler
-from streamrec.worker.serving import OnlineALS
-from streamrec.worker.training import train_als
+from streamrec.worker.serving import OnlineServing
+from streamrec.worker.training import train_als, train_kmf
 
 #: The handler of each worker connection: (connection, coalescing, handler) by id.
 _handlers: dict[int, tuple[redis.Redis, bool, EventHandler]] = {}
@@ -73,7 +74,7 @@ def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = Fal
         return cached[2]
     events = queue(connection, keys.EVENTS_QUEUE).key
     busy = (lambda: bool(connection.llen(events))) if coalesce else None
-    online = OnlineALS(connection, settings, busy=busy)
+    online = OnlineServing(connection, settings, busy=busy)
     online.current()
     handler = EventHandler(connection, settings, hooks=[online.after_batch], deferring=[online])
     _handlers[id(connection)] = (connection, coalesce, handler)
@@ -81,8 +82,15 @@ def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = Fal
 
 
 def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Retrain ``model`` from the whole state, publish it and refresh every cache entry."""
-    if model != "als":
-        raise ValueError(f"model must be 'als' (got {model!r})")
+    """Retrain ``model`` (``als`` or ``kmf``) from the whole state, publish it and refresh
+    every cache entry. ``params`` are the model's option values (as the CLI takes them)."""
     connection, settings = _edge()
-    return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()
+    if model == "als":
+        return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()
+    if model == "kmf":
+        from streamrec.models.kernel_mf import KernelMFParams
+
+        scale = {"min_rating": settings.rating_min, "max_rating": settings.rating_max}
+        kmf = KernelMFParams(**{**scale, **(params or {})})
+        return train_kmf(connection, settings, kmf).as_dict()
+    raise ConfigError(f"model must be 'als' or 'kmf' (got {model!r})")

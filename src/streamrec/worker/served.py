@@ -1,0 +1,268 @@
+"""The models a worker serves: each keeps its active version and turns histories into entries.
+
+:class:`ServedALS` serves implicit ALS from every interaction (plays, clicks, ratings as
+weights); :class:`ServedKernelMF` serves the rating model from ratings only. Both load a
+version only when the registry publishes a newer one, give items first seen after training
+a vector from the users being served, and encode cache entries the same way
+(:meth:`ServedModel.encode`). ``kernel_mf`` (and numba) is imported only when a KernelMF
+version is loaded, so a worker that serves ALS alone never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+import numpy as np
+import redis
+import scipy.sparse as sp
+
+from streamrec import keys
+from streamrec.models.als import ImplicitALS, with_width
+from streamrec.settings import Settings
+from streamrec.state.cache import encode_entry
+from streamrec.state.matrices import HistoryRows
+from streamrec.state.registry import ModelRegistry
+from streamrec.state.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from streamrec.models.kernel_mf import KernelMF
+
+logger = logging.getLogger(__name__)
+
+
+class Publishable(Protocol):
+    """What a served model offers its trainer: hyper-parameters and an artifact writer."""
+
+    @property
+    def params(self) -> Any:
+        """A dataclass of hyper-parameters."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the model's files into the folder ``path``."""
+        ...
+
+
+M = TypeVar("M", bound=Publishable)
+#: One encoded cache entry: (key, JSON).
+Entry = tuple[str, str]
+
+
+class ServedModel(ABC, Generic[M]):
+    """One model's active version and how it turns users' histories into cache entries.
+
+    Args:
+        connection: a redis-py client.
+        settings: where the registry lives; ``top_k`` items per cached list.
+        because: history items named per recommended item.
+    """
+
+    name: ClassVar[str]
+    #: Whether only ratings change the model (its users are refreshed only after a rating).
+    ratings_only: ClassVar[bool] = False
+
+    def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
+        self.registry = ModelRegistry(connection, settings)
+        self.item_vocab = Vocabulary(connection, "items")
+        self.k = settings.top_k
+        self.because = because
+        self.model: M | None = None
+        self.version: int | None = None
+        self._names = np.zeros(0, dtype=object)
+
+    def current(self) -> M | None:
+        """The active model, reloaded if a newer version was published (None if untrained)."""
+        active = self.registry.active_version(self.name)
+        if active is None:
+            return None
+        if self.version is None or active > self.version:
+            version, folder = self.registry.active_folder(self.name)
+            self.model = self.load(folder)
+            self.version = version
+            logger.info("serving %s version %d", self.name, version)
+        return self.model
+
+    def serve(self, model: M, version: int) -> None:
+        """Use ``model`` as version ``version`` (a trainer that holds it skips the reload)."""
+        self.model, self.version = model, version
+
+    @abstractmethod
+    def load(self, folder: Path) -> M:
+        """Read a published version."""
+
+    @abstractmethod
+    def entries(self, rows: HistoryRows) -> list[Entry]:
+        """Cache entries of the users in ``rows`` who have history the model can use."""
+
+    def encode(
+        self,
+        rows: HistoryRows,
+        active: np.ndarray,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        because: np.ndarray,
+    ) -> list[Entry]:
+        """Entries for rows ``active`` of ``rows`` from their top-k.
+
+        Args:
+            rows: the histories served.
+            active: row numbers served, ``(n,)``.
+            ids: recommended dense item ids per served row, ``(n, k)``, ``-1`` padding.
+            scores: their scores, ``(n, k)``.
+            because: ``(n, k, b)`` history item ids per recommendation, ``-1`` padding.
+        """
+        assert self.version is not None
+        top = int(max(ids.max(initial=-1), because.max(initial=-1)))
+        names = self._names_of(top + 1)
+        rounded = np.round(scores.astype(np.float64), 6)
+        out = []
+        for n, r in enumerate(active):
+            found = ids[n] >= 0
+            reasons = because[n][found]
+            why = names[reasons].tolist()
+            if (reasons < 0).any():  # fewer reasons than asked for
+                why = [
+                    [w for w, j in zip(ws, js, strict=True) if j >= 0]
+                    for ws, js in zip(why, reasons, strict=True)
+                ]
+            user = rows.users[r]
+            out.append(
+                (
+                    keys.recommendations_key(user, self.name),
+                    encode_entry(
+                        user,
+                        self.name,
+                        self.version,
+                        int(rows.versions[r]),
+                        names[ids[n][found]].tolist(),
+                        rounded[n][found].tolist(),
+                        why,
+                    ),
+                )
+            )
+        return out
+
+    def _names_of(self, n: int) -> np.ndarray:
+        """External names of dense items ``0 .. n-1`` (an object array, grown as needed)."""
+        have = len(self._names)
+        if n > have:
+            found = self.item_vocab.externals(list(range(have, n)))
+            extra = [name if name is not None else str(have + i) for i, name in enumerate(found)]
+            self._names = np.concatenate([self._names, np.array(extra, dtype=object)])
+        return self._names
+
+
+class ServedALS(ServedModel[ImplicitALS]):
+    """Implicit ALS over every interaction; ``because`` is the exact score decomposition."""
+
+    name = "als"
+
+    def load(self, folder: Path) -> ImplicitALS:
+        """Read a published version."""
+        return ImplicitALS.load(folder)
+
+    def entries(self, rows: HistoryRows) -> list[Entry]:
+        """Entries of the users with an item the model knows (others read the popular list)."""
+        model = self.model
+        assert model is not None
+        _add_new_items(model, rows.matrix)
+        matrix = with_width(rows.matrix, model.n_items)
+        active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
+        if len(active) == 0:
+            return []
+        served = matrix[active]
+        systems = model.solve_users(served)
+        indptr, indices = served.indptr, served.indices
+        seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
+        ids, scores = model.recommend(systems.vectors, self.k, seen)
+        because = model.because(systems, ids, self.because)
+        return self.encode(rows, active, ids, scores, because)
+
+
+class ServedKernelMF(ServedModel["KernelMF"]):
+    """KernelMF over ratings; scores are predicted ratings, and ``because`` names the user's
+    ratings above the global mean whose items' factors are closest (cosine) to the item."""
+
+    name = "kmf"
+    ratings_only = True
+
+    def load(self, folder: Path) -> KernelMF:
+        """Read a published version."""
+        from streamrec.models.kernel_mf import KernelMF
+
+        return KernelMF.load(folder)
+
+    def entries(self, rows: HistoryRows) -> list[Entry]:
+        """Entries of the users with a rating of an item the model knows."""
+        model = self.model
+        assert model is not None
+        _add_new_items(model, rows.ratings)
+        ratings = with_width(rows.ratings, model.n_items)
+        active = np.flatnonzero(np.diff(ratings.indptr) > 0)
+        if len(active) == 0:
+            return []
+        served = ratings[active]
+        vectors = model.fold_in_users(served)
+        history = rows.matrix[active]  # never recommend what they played or rated
+        seen = [
+            history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
+        ]
+        ids, scores = model.recommend(vectors, self.k, seen)
+        because = _liked_and_alike(model, served, ids, self.because)
+        return self.encode(rows, active, ids, scores, because)
+
+
+def _liked_and_alike(
+    model: KernelMF, ratings: sp.csr_matrix, ids: np.ndarray, n: int
+) -> np.ndarray:
+    """Per user and recommended item, the ``n`` rated items above the global mean whose
+    factors are closest (cosine) to the item's, weighted by how far above; ``-1`` padding."""
+    out = np.full((*ids.shape, n), -1, dtype=np.int64)
+    lengths = np.diff(ratings.indptr)
+    width = int(lengths.max(initial=0))
+    if n == 0 or width == 0:
+        return out
+    q = model.item_factors
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    unit = np.divide(q, norms, out=np.zeros_like(q), where=norms > 0)
+    offsets = np.arange(width)
+    mask = offsets[None, :] < lengths[:, None]
+    slots = np.where(mask, ratings.indptr[:-1, None] + offsets[None, :], 0)
+    rated = np.where(mask, ratings.indices[slots], 0)
+    lift = np.where(mask, ratings.data[slots] - model.global_mean, 0.0)
+    # affinity[u, j, i] = lift_j · cos(q_j, q_i), kept only where the rating is above the mean
+    affinity = np.matmul(unit[rated], unit[np.maximum(ids, 0)].transpose(0, 2, 1))
+    affinity = affinity * lift[..., None]
+    affinity[~((lift > 0) & mask)] = -np.inf
+    users, k = np.arange(len(ids))[:, None], np.arange(ids.shape[1])[None, :]
+    for rank in range(min(n, width)):
+        best = affinity.argmax(axis=1)  # (users, k)
+        found = np.isfinite(affinity[users, best, k]) & (affinity[users, best, k] > 0)
+        out[:, :, rank] = np.where(found, np.take_along_axis(rated, best, axis=1), -1)
+        affinity[users, best, k] = -np.inf
+    out[ids < 0] = -1
+    return out
+
+
+def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:
+    """Give items first seen after training a vector, from the users in ``matrix``.
+
+    ``model`` is an :class:`ImplicitALS` or a ``KernelMF``: both fold users in from rows of
+    ``matrix`` and new items in from those users (``fold_in_items``, ``add_items``).
+    """
+    if matrix.shape[1] <= model.n_items:
+        return
+    known = with_width(matrix, model.n_items)
+    fans = np.flatnonzero(np.diff(known.indptr) > 0)
+    if len(fans) == 0:
+        return
+    user_vectors = model.fold_in_users(known[fans])
+    item_users = sp.csr_matrix(matrix[fans][:, model.n_items :].T)
+    new = np.flatnonzero(np.diff(item_users.indptr) > 0)
+    if len(new):
+        vectors = model.fold_in_items(item_users[new], user_vectors)
+        model.add_items(new + model.n_items, vectors)
+        logger.info("%s: folded in %d new items", model.name, len(new))
