@@ -1,4 +1,8 @@
-"""The ``evaluate`` command: offline metrics of a model on a dataset file (no Redis)."""
+"""The ``evaluate`` command: offline metrics of a model on a dataset file (no Redis).
+
+ALS is scored by ranking metrics (``--metric ranking``) on every interaction; KernelMF by
+rating error (``--metric rmse``) on the file's ratings only.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,35 @@ from rich.table import Table
 
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import FORMAT_OPTION, progress_bar
-from streamrec.cli.options import als_params
-from streamrec.errors import ImportFormatError
-from streamrec.models.als import ALSParams
+from streamrec.cli.options import als_from, check_options, kmf_from, model_params
+from streamrec.errors import ConfigError, ImportFormatError
 from streamrec.models.experiments import evaluate_new_users, evaluate_random
+from streamrec.models.rating_experiments import evaluate_kmf_new_users, evaluate_kmf_random
 from streamrec.producer.importers import open_source
 from streamrec.producer.interactions import LoadedInteractions, read_interactions
 
 _PROTOCOLS = {"random": evaluate_random, "new-users": evaluate_new_users}
+_RATING_PROTOCOLS = {"random": evaluate_kmf_random, "new-users": evaluate_kmf_new_users}
+_METRICS = {"als": "ranking", "kmf": "rmse"}
 _RATIO_LABELS = {
     "random": "NDCG ratio streamrec / implicit (defaults)",
     "new-users": "NDCG ratio fold-in / retrain",
 }
+_RMSE_LABELS = {
+    "random": "RMSE ratio kmf / global mean",
+    "new-users": "RMSE ratio update_users / trained with them (target ≤ 1.02)",
+}
 
 
 @click.command()
-@click.option("--model", type=click.Choice(["als"]), default="als", show_default=True)
+@click.option("--model", type=click.Choice(["als", "kmf"]), default="als", show_default=True)
+@click.option(
+    "--metric",
+    type=click.Choice(["ranking", "rmse"]),
+    default=None,
+    help="ranking (P/R/NDCG/MAP@k, coverage: als) or rmse (rating error: kmf); "
+    "default: the model's.",
+)
 @click.option(
     "--data",
     "path",
@@ -45,33 +62,50 @@ _RATIO_LABELS = {
 @click.option("--seed", type=int, default=42, show_default=True, help="Split and model seed.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@als_params
+@model_params
 @pass_app
 def evaluate(
     app: AppContext,
     model: str,
+    metric: str | None,
     path: Path,
     fmt: str,
     protocol: str,
     seed: int,
     k: int,
     as_json: bool,
-    params: ALSParams,
+    values: dict[str, Any],
 ) -> None:
-    """Split a dataset, train MODEL and report precision, recall, NDCG, MAP at k, coverage."""
+    """Split a dataset, train MODEL and score it: precision, recall, NDCG, MAP at k and
+    coverage for als; RMSE and MAE of held-out ratings for kmf."""
+    check_options(model)
+    metric = metric or _METRICS[model]
+    if metric != _METRICS[model]:
+        raise ConfigError(f"--model {model} is evaluated by --metric {_METRICS[model]}")
     source = open_source(path, fmt)
-    run = _PROTOCOLS[protocol]
+
+    def run(loaded: LoadedInteractions) -> dict[str, Any]:
+        if model == "als":
+            return _PROTOCOLS[protocol](loaded.data, als_from(values), k, seed)
+        ratings = loaded.ratings()
+        if len(ratings) == 0:
+            raise ImportFormatError(
+                f"{source.path} holds no ratings: kmf learns from rating rows (kind 'rating')"
+            )
+        params = kmf_from(values, app.settings.rating_min, app.settings.rating_max)
+        return _RATING_PROTOCOLS[protocol](ratings, params, seed)
+
     if as_json:  # stdout carries only the JSON document: no progress display
         loaded = _require_rows(read_interactions(source, app.settings), source.path)
-        result = run(loaded.data, params, k, seed)
+        result = run(loaded)
     else:
         with progress_bar(app) as bar:
             task = bar.add_task(f"reading {source.path.name}", total=source.size_hint)
             loaded = read_interactions(source, app.settings, lambda n: bar.advance(task, n))
         _require_rows(loaded, source.path)
         with app.console.status(f"training and scoring ({protocol} protocol)"):
-            result = run(loaded.data, params, k, seed)
-    result = {"model": model, "data": str(source.path), "format": fmt, **result}
+            result = run(loaded)
+    result = {"model": model, "metric": metric, "data": str(source.path), "format": fmt, **result}
     result["dataset"] = {
         "interactions": len(loaded.data),
         "users": loaded.data.n_users,
@@ -94,11 +128,15 @@ def _require_rows(loaded: LoadedInteractions, path: Path) -> LoadedInteractions:
 
 
 def _print_table(app: AppContext, result: dict[str, Any]) -> None:
-    k, data = result["k"], result["dataset"]
+    data = result["dataset"]
     app.console.print(
         f"{result['data']}: {data['interactions']:,} interactions, {data['users']:,} users, "
         f"{data['items']:,} items, {data['rejected']:,} rows rejected"
     )
+    if result["metric"] == "rmse":
+        _print_rmse_table(app, result)
+        return
+    k = result["k"]
     p = result["params"]
     title = (
         f"{result['protocol']} protocol, seed {result['seed']}: factors {p['factors']}, "
@@ -123,3 +161,27 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
     ratio = result["ndcg_ratio"]
     shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
     app.console.print(f"{_RATIO_LABELS[result['protocol']]}: {shown}")
+
+
+def _print_rmse_table(app: AppContext, result: dict[str, Any]) -> None:
+    p = result["params"]
+    title = (
+        f"{result['protocol']} protocol, seed {result['seed']}: {p['kernel']} kernel, "
+        f"{p['factors']} factors, {p['epochs']} epochs, lr {p['lr']:g}, reg {p['reg']:g}"
+    )
+    table = Table(title=title, title_justify="left")
+    for name in ("model", "RMSE", "MAE", "ratings", "fit s"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for row in result["rows"]:
+        m = result[row]
+        table.add_row(
+            row,
+            f"{m['rmse']:.4f}",
+            f"{m['mae']:.4f}",
+            f"{m['ratings']:,}",
+            f"{m['fit_seconds']:.2f}",
+        )
+    app.console.print(table)
+    ratio = result["rmse_ratio"]
+    shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
+    app.console.print(f"{_RMSE_LABELS[result['protocol']]}: {shown}")

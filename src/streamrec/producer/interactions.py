@@ -40,12 +40,19 @@ class LoadedInteractions:
         users: dense user id -> external user id, ``len(users) == data.n_users``.
         items: dense item id -> external item id, ``len(items) == data.n_items``.
         rejected: rows skipped because they failed validation.
+        is_rating: bool per row of ``data``: True where the row is a rating (what rating
+            models such as KernelMF learn from), False for additive kinds.
     """
 
     data: Interactions
     users: list[str]
     items: list[str]
     rejected: int
+    is_rating: np.ndarray
+
+    def ratings(self) -> Interactions:
+        """Only the rating rows (same user and item id spaces)."""
+        return self.data.subset(self.is_rating)
 
 
 def read_interactions(
@@ -69,6 +76,7 @@ def read_interactions(
     items: list[int] = []
     weights: list[float] = []
     stamps: list[float] = []
+    is_rating: list[bool] = []
     # Row of each (user, item) rating and the validated time it was given ("now" when the
     # row has no timestamp, so a later unstamped rating wins, as it would when streamed).
     ratings: dict[tuple[int, int], tuple[int, float]] = {}
@@ -113,6 +121,7 @@ def read_interactions(
         items.append(item)
         weights.append(weight)
         stamps.append(stamp)
+        is_rating.append(event.kind == RATING_KIND)
     if progress is not None and pending:
         progress(pending)
     data = Interactions(
@@ -132,4 +141,6 @@ def read_interactions(
         data.n_items,
         rejected,
     )
-    return LoadedInteractions(data, list(user_ids), list(item_ids), rejected)
+    return LoadedInteractions(
+        data, list(user_ids), list(item_ids), rejected, np.asarray(is_rating, dtype=bool)
+    )
