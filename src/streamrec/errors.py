@@ -5,6 +5,7 @@
     StreamrecError
     ├── ConfigError              a STREAMREC_* setting or option has a bad value
     ├── InvalidEventError        an event failed validation (names the field and the value)
+    ├── InvalidRatingError       ratings a model cannot take: NaN, inf or off its scale
     ├── ImportFormatError        a file cannot be read in the format it was given as
     ├── DatasetError             a dataset cannot be fetched or unpacked
     │   └── ChecksumMismatchError    the download is not the file we pinned
@@ -35,6 +36,22 @@ class InvalidEventError(StreamrecError):
             ``event_id``, or ``payload`` when the event as a whole is unreadable).
         value: the value that was seen.
         reason: what is wrong and how to fix it.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field} {reason} (got {_shorten(value)})")
+
+
+class InvalidRatingError(StreamrecError, ValueError):
+    """Ratings given to a model are not finite or lie outside its rating scale.
+
+    Attributes:
+        field: the offending argument (e.g. ``ratings``).
+        value: the first offending value.
+        reason: what is wrong, how many values are, and how to fix it.
     """
 
     def __init__(self, field: str, value: Any, reason: str) -> None:

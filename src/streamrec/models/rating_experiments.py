@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streamrec.models.evaluation import Interactions, new_user_split, random_split
+from streamrec.models.kernel_mf_params import KernelMFParams
 
 if TYPE_CHECKING:
-    from streamrec.models.kernel_mf import KernelMF, KernelMFParams
+    from streamrec.models.kernel_mf import KernelMF
 
 TEST_FRACTION = 0.2
 KNOWN_USERS = 0.8
@@ -126,8 +127,6 @@ def evaluate_kmf_new_users(
 
 
 def _seeded(params: KernelMFParams, seed: int) -> KernelMFParams:
-    from streamrec.models.kernel_mf import KernelMFParams
-
     return KernelMFParams(**{**asdict(params), "seed": seed})
 
 
