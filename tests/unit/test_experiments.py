@@ -217,3 +217,45 @@ def test_evaluate_command_rejects_a_file_without_valid_rows(tmp_path: Path) -> N
     )
     assert result.exit_code == 3
     assert "no valid interactions (1 rows rejected)" in result.output
+
+
+def test_evaluate_kmf_reports_rmse_under_both_protocols(tmp_path: Path) -> None:
+    config = SyntheticConfig(n_users=120, n_items=60, n_groups=3, seed=5, kind="rating")
+    events = generate(config).events
+    plays = [f"p{n},{e.item},2,play,{e.timestamp}" for n, e in enumerate(events[:50])]
+    lines = [f"{e.user},{e.item},{e.weight:g},rating,{e.timestamp}" for e in events]
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,weight,kind,timestamp\n" + "\n".join(lines + plays) + "\n")
+    app = AppContext(Settings())
+    options = ["--model", "kmf", "--data", str(path), "--format", "csv", "--factors", "8"]
+    options += ["--epochs", "20", "--lr", "0.02"]
+
+    result = CliRunner().invoke(evaluate, [*options, "--json"], obj=app)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["metric"] == "rmse" and report["rows"] == ["kmf", "global_mean"]
+    pairs = len({(e.user, e.item) for e in events})  # a pair's ratings collapse to the newest
+    assert report["sizes"]["train"] + report["sizes"]["test"] == pairs  # plays left out
+    assert report["kmf"]["rmse"] < report["global_mean"]["rmse"]  # it learned the groups
+    assert report["params"]["factors"] == 8 and report["params"]["epochs"] == 20
+
+    result = CliRunner().invoke(evaluate, [*options, "--protocol", "new-users"], obj=app)
+    assert result.exit_code == 0, result.output
+    assert "update_users" in result.output and "RMSE ratio update_users" in result.output
+
+
+def test_evaluate_refuses_options_and_metrics_of_the_other_model(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,weight,kind\na,x,4,rating\n")
+    app = AppContext(Settings())
+    base = ["--data", str(path), "--format", "csv"]
+    result = CliRunner().invoke(evaluate, [*base, "--model", "kmf", "--alpha", "3"], obj=app)
+    assert result.exit_code != 0 and "--alpha do(es) not apply to --model kmf" in result.output
+    result = CliRunner().invoke(evaluate, [*base, "--model", "als", "--metric", "rmse"], obj=app)
+    assert result.exit_code != 0 and "evaluated by --metric ranking" in result.output
+    plays = tmp_path / "plays.csv"
+    plays.write_text("user,item,weight\na,x,4\n")
+    result = CliRunner().invoke(
+        evaluate, ["--data", str(plays), "--format", "csv", "--model", "kmf"], obj=app
+    )
+    assert result.exit_code != 0 and "holds no ratings" in result.output

@@ -16,18 +16,11 @@ import click
 
 from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
+from streamrec.models.kernel_mf_params import KERNELS, KernelMFParams
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ALS = ALSParams()
-#: KernelMF's defaults, mirrored here so the CLI does not import numba to show its help
-#: (tests/unit/test_kernel_mf.py checks they match KernelMFParams).
-KMF_DEFAULTS: dict[str, Any] = {
-    "factors": 100,
-    "epochs": 60,
-    "kernel": "linear",
-    "lr": 0.006,
-    "reg": 0.06,
-}
+_KMF = KernelMFParams()
 
 _ALS_OPTIONS = {
     "regularization": click.option(
@@ -62,29 +55,29 @@ _ALS_OPTIONS = {
 _KMF_OPTIONS = {
     "kernel": click.option(
         "--kernel",
-        type=click.Choice(["linear", "sigmoid", "rbf"]),
-        default=KMF_DEFAULTS["kernel"],
+        type=click.Choice(KERNELS),
+        default=_KMF.kernel,
         show_default=True,
         help="KernelMF kernel.",
     ),
     "epochs": click.option(
         "--epochs",
         type=click.IntRange(min=1),
-        default=KMF_DEFAULTS["epochs"],
+        default=_KMF.epochs,
         show_default=True,
         help="KernelMF SGD passes.",
     ),
     "lr": click.option(
         "--lr",
         type=click.FloatRange(min=0, min_open=True),
-        default=KMF_DEFAULTS["lr"],
+        default=_KMF.lr,
         show_default=True,
         help="KernelMF learning rate.",
     ),
     "reg": click.option(
         "--reg",
         type=click.FloatRange(min=0),
-        default=KMF_DEFAULTS["reg"],
+        default=_KMF.reg,
         show_default=True,
         help="KernelMF L2 weight of the factors.",
     ),
@@ -92,9 +85,7 @@ _KMF_OPTIONS = {
 
 
 def _factors(default: int | None) -> Callable[[F], F]:
-    shown = (
-        default if default is not None else f"{_ALS.factors} (als), {KMF_DEFAULTS['factors']} (kmf)"
-    )
+    shown = default if default is not None else f"{_ALS.factors} (als), {_KMF.factors} (kmf)"
     return click.option(
         "--factors",
         type=click.IntRange(min=1),
@@ -121,14 +112,13 @@ def als_from(values: dict[str, Any]) -> ALSParams:
     )
 
 
-def kmf_from(values: dict[str, Any], rating_min: float, rating_max: float) -> Any:
-    """KernelMFParams from option values on the given rating scale (imports numba)."""
-    from streamrec.models.kernel_mf import KernelMFParams
-
-    params = KernelMFParams(min_rating=rating_min, max_rating=rating_max)
+def kmf_from(values: dict[str, Any], rating_min: float, rating_max: float) -> KernelMFParams:
+    """KernelMFParams from option values on the given rating scale."""
     return replace(
-        params,
-        factors=values.get("factors") or KMF_DEFAULTS["factors"],
+        _KMF,
+        min_rating=rating_min,
+        max_rating=rating_max,
+        factors=values.get("factors") or _KMF.factors,
         kernel=values["kernel"],
         epochs=values["epochs"],
         lr=values["lr"],
@@ -156,7 +146,7 @@ def kmf_params(func: F) -> F:
         values = {name: kwargs.pop(name) for name in ("factors", *_KMF_OPTIONS)}
         return func(*args, values=values, **kwargs)
 
-    return cast(F, _apply(wrapper, [_factors(KMF_DEFAULTS["factors"]), *_KMF_OPTIONS.values()]))
+    return cast(F, _apply(wrapper, [_factors(_KMF.factors), *_KMF_OPTIONS.values()]))
 
 
 def model_params(func: F) -> F:

@@ -14,6 +14,7 @@ from rq import get_current_job
 from streamrec import keys
 from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
+from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.state.queues import queue
@@ -88,8 +89,6 @@ def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> d
     if model == "als":
         return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()
     if model == "kmf":
-        from streamrec.models.kernel_mf import KernelMFParams
-
         scale = {"min_rating": settings.rating_min, "max_rating": settings.rating_max}
         kmf = KernelMFParams(**{**scale, **(params or {})})
         return train_kmf(connection, settings, kmf).as_dict()

@@ -20,7 +20,8 @@ import redis
 import scipy.sparse as sp
 
 from streamrec import keys
-from streamrec.models.als import ImplicitALS, with_width
+from streamrec.models.als import ImplicitALS
+from streamrec.models.sparse import with_width
 from streamrec.settings import Settings
 from streamrec.state.cache import encode_entry
 from streamrec.state.matrices import HistoryRows

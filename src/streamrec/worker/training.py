@@ -12,6 +12,7 @@ import redis
 
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
+from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationCache
 from streamrec.state.matrices import HistoryRows, MatrixReader
@@ -21,7 +22,7 @@ from streamrec.worker.served import M, ServedALS, ServedKernelMF, ServedModel
 from streamrec.worker.serving import OnlineServing
 
 if TYPE_CHECKING:
-    from streamrec.models.kernel_mf import KernelMF, KernelMFParams
+    from streamrec.models.kernel_mf import KernelMF
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def train_kmf(
     Raises:
         NotFoundError: no rating is stored.
     """
-    from streamrec.models.kernel_mf import KernelMF, KernelMFParams
+    from streamrec.models.kernel_mf import KernelMF
 
     chosen = params or KernelMFParams(
         min_rating=settings.rating_min, max_rating=settings.rating_max
