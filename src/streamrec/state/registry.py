@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,11 @@ class ModelRegistry:
         """The published version of ``name`` (None if never trained)."""
         value = self.connection.get(keys.model_active_key(name))
         return None if value is None else int(value)
+
+    def active_versions(self, names: Sequence[str]) -> list[int | None]:
+        """The published versions of several models, in one round trip."""
+        values = self.connection.mget([keys.model_active_key(name) for name in names])
+        return [None if value is None else int(value) for value in values]
 
     def folder(self, name: str, version: int) -> Path:
         """Where version ``version`` of ``name`` lives."""

@@ -76,7 +76,11 @@ class ServedModel(ABC, Generic[M]):
 
     def current(self) -> M | None:
         """The active model, reloaded if a newer version was published (None if untrained)."""
-        active = self.registry.active_version(self.name)
+        return self.sync(self.registry.active_version(self.name))
+
+    def sync(self, active: int | None) -> M | None:
+        """The model for published version ``active``: reloaded when it is newer than the one
+        held (None if never trained)."""
         if active is None:
             return None
         if self.version is None or active > self.version:
@@ -174,7 +178,7 @@ class ServedALS(ServedModel[ImplicitALS]):
         active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
         if len(active) == 0:
             return []
-        served = matrix[active]
+        served = matrix if len(active) == matrix.shape[0] else matrix[active]
         systems = model.solve_users(served)
         indptr, indices = served.indptr, served.indices
         seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
@@ -205,7 +209,7 @@ class ServedKernelMF(ServedModel["KernelMF"]):
         active = np.flatnonzero(np.diff(ratings.indptr) > 0)
         if len(active) == 0:
             return []
-        served = ratings[active]
+        served = ratings if len(active) == ratings.shape[0] else ratings[active]
         vectors = model.fold_in_users(served)
         history = rows.matrix[active]  # never recommend what they played or rated
         seen = [

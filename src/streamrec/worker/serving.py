@@ -31,6 +31,7 @@ from streamrec.state.cache import RecommendationCache
 from streamrec.state.histories import BatchOutcome
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
+from streamrec.state.registry import ModelRegistry
 from streamrec.worker.served import Entry, ServedALS, ServedKernelMF, ServedModel
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class OnlineServing:
         models: Sequence[ServedModel[Any]] | None = None,
     ) -> None:
         self.reader = MatrixReader(connection)
+        self.registry = ModelRegistry(connection, settings)
         self.mirror = HistoryMirror(self.reader, settings.mirror_users)
         self.cache = RecommendationCache(connection)
         self.k = settings.top_k
@@ -133,7 +135,9 @@ class OnlineServing:
 
     def current(self) -> bool:
         """Load any newer published versions; True when at least one model is trained."""
-        return any([model.current() is not None for model in self.models])
+        versions = self.registry.active_versions([served.name for served in self.models])
+        synced = [served.sync(v) for served, v in zip(self.models, versions, strict=True)]
+        return any(model is not None for model in synced)
 
     def _may_defer(self) -> bool:
         return (
