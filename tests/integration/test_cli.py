@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from streamrec.cli import cli
 from streamrec.producer.producer import JOB_FUNCTION
 from streamrec.settings import Settings
+from streamrec.state.cache import RecommendationClient
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
@@ -129,6 +130,9 @@ def test_demo_runs_the_whole_pipeline(runner: CliRunner, redis_conn: redis.Redis
     result = runner.invoke(cli, [*args, "--reset"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "history version" in result.output and "events applied" in result.output
+    assert "critic: kmf list" in result.output
+    entry = RecommendationClient(redis_conn, "kmf").get("critic")
+    assert entry is not None and entry["user"] == "critic" and entry["history_version"] == 4
     status = json.loads(invoke(runner, "status", "--json"))
-    assert status["state"]["users"] == 120
+    assert status["state"]["users"] == 121  # the generated people and the live critic
     assert status["queues"][0]["queued"] == 0

@@ -21,7 +21,7 @@ from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
 from streamrec.worker.runner import spawn_workers, stop_workers
-from streamrec.worker.training import train_als
+from streamrec.worker.training import train_als, train_kmf
 
 
 @click.command()
@@ -40,7 +40,8 @@ def demo(
     app: AppContext, users: int, items: int, live_users: int, rate: float, seed: int, reset: bool
 ) -> None:
     """Generate data, import its history, train ALS, then replay live events through producer
-    and worker while a newcomer's recommendations follow their plays."""
+    and worker while a newcomer's recommendations follow their plays; then the same for
+    ratings and KernelMF."""
     conn = app.connection
     if reset:
         _reset(conn)
@@ -87,7 +88,8 @@ def demo(
                 if e.user == watched and plays < 5:
                     plays += 1
                     producer.flush()
-                    _show_fresh_list(app, client, watched, plays, e.item, data.item_names)
+                    shown = f"plays [bold]{data.item_names.get(e.item, e.item)}[/] (play {plays})"
+                    _show_fresh_list(app, client, watched, plays, shown, data.item_names)
                 ahead = n / rate - (time.monotonic() - start)
                 if ahead > 0:
                     time.sleep(ahead)
@@ -97,34 +99,62 @@ def demo(
             f"every live event applied; the worker finished {max(lag, 0):.2f} s after the last send"
         )
         _show_user(app, watched)
-        app.console.rule("4. status")
+        _ratings(app, users, items, seed, newcomers)
+        app.console.rule("5. status")
         click.get_current_context().invoke(status)
     finally:
         stop_workers(workers)
+
+
+def _ratings(app: AppContext, users: int, items: int, seed: int, newcomers: set[str]) -> None:
+    """Import the same people's ratings, train KernelMF, then follow a new critic's list."""
+    app.console.rule("4. ratings: KernelMF learns from them, and from a new critic live")
+    data = generate(SyntheticConfig(n_users=users, n_items=items, seed=seed, kind="rating"))
+    history = [e for e in data.events if e.user not in newcomers]
+    report = BulkLoader(app.connection, app.settings).load_events(history, f"demo-ratings-{seed}")
+    trained = train_kmf(app.connection, app.settings)
+    app.console.print(
+        f"{report.events:,} ratings imported; kmf v{trained.version}: fit "
+        f"{trained.fit_seconds:.1f} s, {trained.refreshed} cached lists written"
+    )
+    groups = data.item_group
+    loved = [i for i in sorted(groups) if groups[i] == 1][:3]
+    disliked = [i for i in sorted(groups) if groups[i] == 2][:1]
+    client = RecommendationClient(app.connection, "kmf")
+    with Producer(app.connection, app.settings) as producer:
+        for n, (item, stars) in enumerate([(i, 5) for i in loved] + [(i, 1) for i in disliked]):
+            producer.send("critic", item, stars, "rating")
+            producer.flush()
+            shown = f"rates [bold]{data.item_names.get(item, item)}[/] {stars}★"
+            _show_fresh_list(app, client, "critic", n + 1, shown, data.item_names)
+    entry = client.get("critic", 5)
+    if entry is not None:
+        table = Table("item", "name", "predicted rating", "because", title="critic: kmf list")
+        for i in entry["items"]:
+            names = ", ".join(data.item_names.get(b, b) for b in i["because"])
+            table.add_row(i["item"], data.item_names.get(i["item"], ""), f"{i['score']:.2f}", names)
+        app.console.print(table)
 
 
 def _show_fresh_list(
     app: AppContext,
     client: RecommendationClient,
     user: str,
-    plays: int,
-    item: str,
+    version: int,
+    did: str,
     names: dict[str, str],
 ) -> None:
-    """Wait for the user's list to reflect their newest play and print its top 5."""
+    """Wait for the user's list to reflect their history ``version`` and print its top 5."""
     sent = time.monotonic()
     entry = client.get(user, 5)
-    while (entry is None or entry["user"] != user or entry["history_version"] < plays) and (
+    while (entry is None or entry["user"] != user or entry["history_version"] < version) and (
         time.monotonic() - sent < 5
     ):
         time.sleep(0.002)
         entry = client.get(user, 5)
     waited = (time.monotonic() - sent) * 1000
     top = ", ".join(names.get(i["item"], i["item"]) for i in entry["items"]) if entry else "-"
-    app.console.print(
-        f"{user} plays [bold]{names.get(item, item)}[/] (play {plays}) → list visible after "
-        f"{waited:.0f} ms: {top}"
-    )
+    app.console.print(f"{user} {did} → list visible after {waited:.0f} ms: {top}")
 
 
 def _wait_for_worker(conn: redis.Redis, timeout: float = 30.0) -> None:
