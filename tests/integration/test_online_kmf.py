@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from streamrec import keys
 from streamrec.cli import cli
 from streamrec.errors import NotFoundError
+from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
@@ -18,7 +19,7 @@ from streamrec.producer.synthetic import SyntheticConfig, generate
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationClient
 from streamrec.worker.runner import run_worker
-from streamrec.worker.training import train_kmf
+from streamrec.worker.training import train_als, train_kmf
 from tests.integration.helpers import drain
 
 PARAMS = KernelMFParams(factors=8, epochs=40, lr=0.02, reg=0.02, update_epochs=40)
@@ -131,3 +132,21 @@ def test_kmf_without_ratings_says_what_it_needs(
         train_kmf(redis_conn, settings, PARAMS)
     out = CliRunner().invoke(cli, ["train", "kmf"])
     assert out.exit_code != 0 and "no ratings are stored" in out.output
+
+
+def test_one_worker_serves_both_models_from_one_batch(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    train_als(redis_conn, settings, ALSParams(factors=8, iterations=5))
+    items = group_items(trained, 3)
+    with Producer(redis_conn, settings, linger=0) as producer:
+        producer.send("both", items[0], 5, kind="rating")
+        producer.send("both", items[1], 2)  # a play
+    drain(redis_conn)
+    als = RecommendationClient(redis_conn, "als").get("both")
+    kmf = RecommendationClient(redis_conn, "kmf").get("both")
+    assert als is not None and kmf is not None
+    assert als["user"] == kmf["user"] == "both"
+    assert als["history_version"] == kmf["history_version"] == 2
+    for entry in (als, kmf):  # neither recommends what was played or rated
+        assert not {i["item"] for i in entry["items"]} & set(items[:2])
