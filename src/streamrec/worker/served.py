@@ -35,11 +35,17 @@ logger = logging.getLogger(__name__)
 
 
 class Publishable(Protocol):
-    """What a served model offers its trainer: hyper-parameters and an artifact writer."""
+    """What every served model offers: hyper-parameters, an artifact writer (for its
+    trainer) and its item count."""
 
     @property
     def params(self) -> Any:
         """A dataclass of hyper-parameters."""
+        ...
+
+    @property
+    def n_items(self) -> int:
+        """Items the model knows."""
         ...
 
     def save(self, path: Path) -> None:
@@ -99,8 +105,37 @@ class ServedModel(ABC, Generic[M]):
         """Read a published version."""
 
     @abstractmethod
+    def source(self, rows: HistoryRows) -> sp.csr_matrix:
+        """The matrix of ``rows`` the model learns from (all interactions, or ratings)."""
+
+    @abstractmethod
+    def rank(
+        self, served: sp.csr_matrix, seen: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k of users folded in from ``served`` (their rows of :meth:`source`, as wide as
+        the model), never an item of ``seen``: ``(ids (n, k), scores (n, k), because
+        (n, k, b))``, ``-1`` padding."""
+
     def entries(self, rows: HistoryRows) -> list[Entry]:
-        """Cache entries of the users in ``rows`` who have history the model can use."""
+        """Cache entries of the users in ``rows`` who have history the model can use (the
+        others read the popular list). Items first seen after training get a vector from
+        these users first."""
+        model = self.model
+        assert model is not None
+        matrix = self.source(rows)
+        _add_new_items(model, matrix)
+        matrix = with_width(matrix, model.n_items)
+        active = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        if len(active) == 0:
+            return []
+        every = len(active) == matrix.shape[0]
+        served = matrix if every else matrix[active]
+        history = rows.matrix if every else rows.matrix[active]  # all they played or rated
+        seen = [
+            history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
+        ]
+        ids, scores, because = self.rank(served, seen)
+        return self.encode(rows, active, ids, scores, because)
 
     def encode(
         self,
@@ -169,22 +204,19 @@ class ServedALS(ServedModel[ImplicitALS]):
         """Read a published version."""
         return ImplicitALS.load(folder)
 
-    def entries(self, rows: HistoryRows) -> list[Entry]:
-        """Entries of the users with an item the model knows (others read the popular list)."""
+    def source(self, rows: HistoryRows) -> sp.csr_matrix:
+        """Every interaction (additive weights plus ratings)."""
+        return rows.matrix
+
+    def rank(
+        self, served: sp.csr_matrix, seen: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact fold-in, top-k through the index, ``because`` from the same solve."""
         model = self.model
         assert model is not None
-        _add_new_items(model, rows.matrix)
-        matrix = with_width(rows.matrix, model.n_items)
-        active = np.flatnonzero(matrix.getnnz(axis=1) > 0)
-        if len(active) == 0:
-            return []
-        served = matrix if len(active) == matrix.shape[0] else matrix[active]
         systems = model.solve_users(served)
-        indptr, indices = served.indptr, served.indices
-        seen = [indices[indptr[n] : indptr[n + 1]] for n in range(len(active))]
         ids, scores = model.recommend(systems.vectors, self.k, seen)
-        because = model.because(systems, ids, self.because)
-        return self.encode(rows, active, ids, scores, because)
+        return ids, scores, model.because(systems, ids, self.because)
 
 
 class ServedKernelMF(ServedModel["KernelMF"]):
@@ -200,24 +232,18 @@ class ServedKernelMF(ServedModel["KernelMF"]):
 
         return KernelMF.load(folder)
 
-    def entries(self, rows: HistoryRows) -> list[Entry]:
-        """Entries of the users with a rating of an item the model knows."""
+    def source(self, rows: HistoryRows) -> sp.csr_matrix:
+        """The ratings only."""
+        return rows.ratings
+
+    def rank(
+        self, served: sp.csr_matrix, seen: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SGD fold-in against the frozen items, top-k by predicted rating."""
         model = self.model
         assert model is not None
-        _add_new_items(model, rows.ratings)
-        ratings = with_width(rows.ratings, model.n_items)
-        active = np.flatnonzero(np.diff(ratings.indptr) > 0)
-        if len(active) == 0:
-            return []
-        served = ratings if len(active) == ratings.shape[0] else ratings[active]
-        vectors = model.fold_in_users(served)
-        history = rows.matrix[active]  # never recommend what they played or rated
-        seen = [
-            history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
-        ]
-        ids, scores = model.recommend(vectors, self.k, seen)
-        because = _liked_and_alike(model, served, ids, self.because)
-        return self.encode(rows, active, ids, scores, because)
+        ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
+        return ids, scores, _liked_and_alike(model, served, ids, self.because)
 
 
 def _liked_and_alike(
