@@ -250,7 +250,7 @@ def test_evaluate_refuses_options_and_metrics_of_the_other_model(tmp_path: Path)
     app = AppContext(Settings())
     base = ["--data", str(path), "--format", "csv"]
     result = CliRunner().invoke(evaluate, [*base, "--model", "kmf", "--alpha", "3"], obj=app)
-    assert result.exit_code != 0 and "--alpha do(es) not apply to --model kmf" in result.output
+    assert result.exit_code != 0 and "--alpha: only for --model als" in result.output
     result = CliRunner().invoke(evaluate, [*base, "--model", "als", "--metric", "rmse"], obj=app)
     assert result.exit_code != 0 and "evaluated by --metric ranking" in result.output
     plays = tmp_path / "plays.csv"

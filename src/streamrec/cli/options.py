@@ -168,11 +168,13 @@ def model_params(func: F) -> F:
 def check_options(model: str) -> None:
     """Raise ConfigError when an option of the other model was given on the command line."""
     ctx = click.get_current_context()
-    foreign = _KMF_OPTIONS if model == "als" else _ALS_OPTIONS
+    other, foreign = ("kmf", _KMF_OPTIONS) if model == "als" else ("als", _ALS_OPTIONS)
     given = [
         f"--{name}"
         for name in foreign
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
     ]
     if given:
-        raise ConfigError(f"{', '.join(given)} do(es) not apply to --model {model}")
+        raise ConfigError(
+            f"{', '.join(given)}: only for --model {other} (evaluating --model {model})"
+        )

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class Publishable(Protocol):
+class Servable(Protocol):
     """What every served model offers: hyper-parameters, an artifact writer (for its
     trainer) and its item count."""
 
@@ -53,7 +53,7 @@ class Publishable(Protocol):
         ...
 
 
-M = TypeVar("M", bound=Publishable)
+M = TypeVar("M", bound=Servable)
 #: One encoded cache entry: (key, JSON).
 Entry = tuple[str, str]
 
