@@ -133,55 +133,38 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
         f"{result['data']}: {data['interactions']:,} interactions, {data['users']:,} users, "
         f"{data['items']:,} items, {data['rejected']:,} rows rejected"
     )
-    if result["metric"] == "rmse":
-        _print_rmse_table(app, result)
-        return
-    k = result["k"]
     p = result["params"]
-    title = (
-        f"{result['protocol']} protocol, seed {result['seed']}: factors {p['factors']}, "
-        f"λ {p['regularization']:g}, α {p['alpha']:g}, {p['iterations']} iterations, "
-        f"{p['confidence']} confidence"
-    )
+    head = f"{result['protocol']} protocol, seed {result['seed']}"
+    if result["metric"] == "rmse":
+        title = (
+            f"{head}: {p['kernel']} kernel, {p['factors']} factors, {p['epochs']} epochs, "
+            f"lr {p['lr']:g}, reg {p['reg']:g}"
+        )
+        columns = ["RMSE", "MAE", "ratings", "fit s"]
+        figures: tuple[str, ...] = ("rmse", "mae")
+        counted, ratio, label = "ratings", result["rmse_ratio"], _RMSE_LABELS
+    else:
+        k = result["k"]
+        title = (
+            f"{head}: factors {p['factors']}, λ {p['regularization']:g}, α {p['alpha']:g}, "
+            f"{p['iterations']} iterations, {p['confidence']} confidence"
+        )
+        columns = [f"{name}@{k}" for name in ("P", "R", "NDCG", "MAP")]
+        columns += ["coverage", "users", "fit s"]
+        figures = ("precision", "recall", "ndcg", "map", "coverage")
+        counted, ratio, label = "users", result["ndcg_ratio"], _RATIO_LABELS
     table = Table(title=title, title_justify="left")
     table.add_column("model")
-    for name in ("P", "R", "NDCG", "MAP"):
-        table.add_column(f"{name}@{k}", justify="right")
-    for name in ("coverage", "users", "fit s"):
+    for name in columns:
         table.add_column(name, justify="right")
     for row in result["rows"]:
         m = result[row]
         table.add_row(
             row,
-            *(f"{m[name]:.4f}" for name in ("precision", "recall", "ndcg", "map", "coverage")),
-            f"{m['users']:,}",
+            *(f"{m[name]:.4f}" for name in figures),
+            f"{m[counted]:,}",
             f"{m['fit_seconds']:.2f}",
         )
     app.console.print(table)
-    ratio = result["ndcg_ratio"]
     shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
-    app.console.print(f"{_RATIO_LABELS[result['protocol']]}: {shown}")
-
-
-def _print_rmse_table(app: AppContext, result: dict[str, Any]) -> None:
-    p = result["params"]
-    title = (
-        f"{result['protocol']} protocol, seed {result['seed']}: {p['kernel']} kernel, "
-        f"{p['factors']} factors, {p['epochs']} epochs, lr {p['lr']:g}, reg {p['reg']:g}"
-    )
-    table = Table(title=title, title_justify="left")
-    for name in ("model", "RMSE", "MAE", "ratings", "fit s"):
-        table.add_column(name, justify="left" if name == "model" else "right")
-    for row in result["rows"]:
-        m = result[row]
-        table.add_row(
-            row,
-            f"{m['rmse']:.4f}",
-            f"{m['mae']:.4f}",
-            f"{m['ratings']:,}",
-            f"{m['fit_seconds']:.2f}",
-        )
-    app.console.print(table)
-    ratio = result["rmse_ratio"]
-    shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
-    app.console.print(f"{_RMSE_LABELS[result['protocol']]}: {shown}")
+    app.console.print(f"{label[result['protocol']]}: {shown}")

@@ -248,3 +248,9 @@ def ranking_metrics(
     precision, recall, ndcg, map_at_k = (float(np.mean(m)) for m in per_user)
     coverage = np.count_nonzero(np.bincount(rec[rec >= 0])) / n_items if n_items else 0.0
     return RankingMetrics(k, precision, recall, ndcg, map_at_k, coverage, int(rec.shape[0]))
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the denominator is not positive (a model
+    that scored 0 cannot be a baseline)."""
+    return numerator / denominator if denominator > 0 else None

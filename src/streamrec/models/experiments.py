@@ -27,6 +27,7 @@ from streamrec.models.evaluation import (
     new_user_split,
     random_split,
     ranking_metrics,
+    ratio,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def evaluate_random(
         "rows": ["streamrec", "implicit"],
         "streamrec": ours,
         "implicit": theirs,
-        "ndcg_ratio": _ratio(ours["ndcg"], theirs["ndcg"]),
+        "ndcg_ratio": ratio(ours["ndcg"], theirs["ndcg"]),
     }
 
 
@@ -129,7 +130,7 @@ def evaluate_new_users(
         "sizes": sizes,
         "rows": ["fold_in", "retrain"],
         **results,
-        "ndcg_ratio": _ratio(results["fold_in"]["ndcg"], results["retrain"]["ndcg"]),
+        "ndcg_ratio": ratio(results["fold_in"]["ndcg"], results["retrain"]["ndcg"]),
     }
 
 
@@ -174,7 +175,3 @@ def _metrics(
     metrics: dict[str, Any] = ranking_metrics(ids, test, k, users=users).as_dict()
     metrics["fit_seconds"] = seconds
     return metrics
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator > 0 else None

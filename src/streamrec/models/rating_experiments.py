@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamrec.models.evaluation import Interactions, new_user_split, random_split
+from streamrec.models.evaluation import Interactions, new_user_split, random_split, ratio
 from streamrec.models.kernel_mf_params import KernelMFParams
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def evaluate_kmf_random(
         "rows": ["kmf", "global_mean"],
         "kmf": ours,
         "global_mean": floor,
-        "rmse_ratio": _ratio(ours["rmse"], floor["rmse"]),
+        "rmse_ratio": ratio(ours["rmse"], floor["rmse"]),
     }
 
 
@@ -122,7 +122,7 @@ def evaluate_kmf_new_users(
         "rows": ["update_users", "trained_with_them"],
         "update_users": updated,
         "trained_with_them": trained,
-        "rmse_ratio": _ratio(updated["rmse"], trained["rmse"]),
+        "rmse_ratio": ratio(updated["rmse"], trained["rmse"]),
     }
 
 
@@ -140,7 +140,3 @@ def _fit(params: KernelMFParams, train: Interactions) -> tuple[KernelMF, float]:
 
 def _scored(predicted: np.ndarray, test: Interactions, seconds: float) -> dict[str, Any]:
     return {**rating_errors(predicted, test.weights), "ratings": len(test), "fit_seconds": seconds}
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator > 0 else None
