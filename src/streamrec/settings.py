@@ -22,6 +22,12 @@ DEFAULT_KIND_WEIGHTS: Mapping[str, float] = MappingProxyType(
 )
 RATING_KIND = "rating"
 
+#: A history value (the sum of an item's additive weights) never grows past this: sums
+#: saturate here, so every stored number stays finite in float64 and float32 alike.
+MAX_STORED_WEIGHT = 1e15
+#: Largest ``max_call_events`` accepted: one apply-script call must stay well under ~50 ms.
+MAX_CALL_EVENTS_LIMIT = 5_000
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -46,6 +52,21 @@ class Settings:
         top_k: items in each cached list.
         mirror_users: users whose histories a worker keeps in memory to fold them in
             without reading them back (about 10 kB per user of 100 items; 0 = read always).
+        max_weight: largest contribution one event may add to a history (``weight`` times
+            its kind's multiplier); larger ones are rejected as invalid.
+        max_call_events: events applied per apply-script call; a worker splits a larger
+            batch into parts, each applied exactly once (bounds how long one call blocks
+            Redis).
+        socket_timeout: seconds a Redis command may take before a client gives up on it.
+        connect_timeout: seconds to wait for a connection to Redis.
+        delivery_timeout: seconds the producer keeps retrying a batch Redis does not take
+            before :meth:`~streamrec.producer.producer.Producer.flush` gives up.
+        max_buffered: events the producer holds unsent (accepted but not yet delivered)
+            before ``send`` refuses more.
+        worker_ttl: seconds after its last heartbeat that a worker counts as dead (its jobs
+            are then handed to other workers).
+        reconnect_timeout: seconds a worker keeps reconnecting to a Redis that went away
+            before it exits with an error.
     """
 
     redis_url: str | None = None
@@ -63,6 +84,14 @@ class Settings:
     models_kept: int = 3
     top_k: int = 20
     mirror_users: int = 10_000
+    max_weight: float = 1e9
+    max_call_events: int = 1_000
+    socket_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    delivery_timeout: float = 60.0
+    max_buffered: int = 100_000
+    worker_ttl: int = 30
+    reconnect_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -75,6 +104,24 @@ class Settings:
             raise ConfigError(f"mirror_users must be ≥ 0 (got {self.mirror_users!r})")
         if self.models_kept < 1:
             raise ConfigError(f"models_kept must be ≥ 1 (got {self.models_kept!r})")
+        if not 1 <= self.max_call_events <= MAX_CALL_EVENTS_LIMIT:
+            raise ConfigError(
+                f"max_call_events must be between 1 and {MAX_CALL_EVENTS_LIMIT} "
+                f"(got {self.max_call_events!r})"
+            )
+        for name in ("socket_timeout", "connect_timeout", "delivery_timeout", "reconnect_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a finite number of seconds > 0 (got {value!r})")
+        if self.max_buffered < 1:
+            raise ConfigError(f"max_buffered must be ≥ 1 (got {self.max_buffered!r})")
+        if self.worker_ttl < 5:
+            raise ConfigError(f"worker_ttl must be ≥ 5 seconds (got {self.worker_ttl!r})")
+        if not (math.isfinite(self.max_weight) and 0 < self.max_weight <= MAX_STORED_WEIGHT):
+            raise ConfigError(
+                f"max_weight must be a number > 0 and ≤ {MAX_STORED_WEIGHT:g} "
+                f"(got {self.max_weight!r})"
+            )
         if not self.rating_min < self.rating_max:
             raise ConfigError(
                 f"rating_min must be below rating_max (got {self.rating_min!r} and "
@@ -85,6 +132,9 @@ class Settings:
         for kind, weight in self.kind_weights.items():
             if not (math.isfinite(weight) and weight > 0):
                 raise ConfigError(f"weight of kind {kind!r} must be a number > 0 (got {weight!r})")
+        for value in (self.rating_min, self.rating_max):
+            if not math.isfinite(value):
+                raise ConfigError(f"the rating scale must be finite (got {value!r})")
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -113,33 +163,19 @@ class Settings:
         ``STREAMREC_LINGER``, ``STREAMREC_KIND_WEIGHTS`` (``play=1,click=0.5``),
         ``STREAMREC_RATING_MIN``, ``STREAMREC_RATING_MAX``, ``STREAMREC_JOB_RETRIES``,
         ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``, ``STREAMREC_MODELS_KEPT``,
-        ``STREAMREC_TOP_K``, ``STREAMREC_MIRROR_USERS``.
+        ``STREAMREC_TOP_K``, ``STREAMREC_MIRROR_USERS``, ``STREAMREC_MAX_WEIGHT``,
+        ``STREAMREC_MAX_CALL_EVENTS``, ``STREAMREC_SOCKET_TIMEOUT``,
+        ``STREAMREC_CONNECT_TIMEOUT``, ``STREAMREC_DELIVERY_TIMEOUT``,
+        ``STREAMREC_MAX_BUFFERED``, ``STREAMREC_WORKER_TTL``, ``STREAMREC_RECONNECT_TIMEOUT``.
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
         url = env.get("STREAMREC_REDIS_URL", "").strip()
         if url:
-            if not url.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigError(
-                    f"STREAMREC_REDIS_URL must start with redis://, rediss:// or unix:// "
-                    f"(got {url!r})"
-                )
-            kw["redis_url"] = url
+            kw["redis_url"] = check_redis_url(url)
         if env.get("STREAMREC_HOME"):
             kw["home"] = Path(env["STREAMREC_HOME"]).expanduser()
-        numbers: dict[str, tuple[str, type]] = {
-            "STREAMREC_BATCH_SIZE": ("batch_size", int),
-            "STREAMREC_LINGER": ("linger", float),
-            "STREAMREC_RATING_MIN": ("rating_min", float),
-            "STREAMREC_RATING_MAX": ("rating_max", float),
-            "STREAMREC_JOB_RETRIES": ("job_retries", int),
-            "STREAMREC_JOB_TIMEOUT": ("job_timeout", int),
-            "STREAMREC_DEAD_LETTER_LIMIT": ("dead_letter_limit", int),
-            "STREAMREC_MODELS_KEPT": ("models_kept", int),
-            "STREAMREC_TOP_K": ("top_k", int),
-            "STREAMREC_MIRROR_USERS": ("mirror_users", int),
-        }
-        for var, (name, kind) in numbers.items():
+        for var, (name, kind) in _NUMBERS.items():
             if env.get(var):
                 try:
                     kw[name] = kind(env[var])
@@ -150,6 +186,62 @@ class Settings:
         if env.get("STREAMREC_KIND_WEIGHTS"):
             kw["kind_weights"] = MappingProxyType(parse_kind_weights(env["STREAMREC_KIND_WEIGHTS"]))
         return cls(**kw)
+
+    def to_env(self) -> dict[str, str]:
+        """The ``STREAMREC_*`` variables that rebuild these settings in another process (a
+        worker's children get the parent's settings, flags included)."""
+        env = {var: repr(getattr(self, name)) for var, (name, _) in _NUMBERS.items()}
+        env["STREAMREC_HOME"] = str(self.home)
+        env["STREAMREC_KIND_WEIGHTS"] = ",".join(f"{k}={w!r}" for k, w in self.kind_weights.items())
+        if self.redis_url:
+            env["STREAMREC_REDIS_URL"] = self.redis_url
+        return env
+
+
+#: Numeric settings by variable: (field, type).
+_NUMBERS: dict[str, tuple[str, type]] = {
+    "STREAMREC_BATCH_SIZE": ("batch_size", int),
+    "STREAMREC_LINGER": ("linger", float),
+    "STREAMREC_RATING_MIN": ("rating_min", float),
+    "STREAMREC_RATING_MAX": ("rating_max", float),
+    "STREAMREC_JOB_RETRIES": ("job_retries", int),
+    "STREAMREC_JOB_TIMEOUT": ("job_timeout", int),
+    "STREAMREC_DEAD_LETTER_LIMIT": ("dead_letter_limit", int),
+    "STREAMREC_MODELS_KEPT": ("models_kept", int),
+    "STREAMREC_TOP_K": ("top_k", int),
+    "STREAMREC_MIRROR_USERS": ("mirror_users", int),
+    "STREAMREC_MAX_WEIGHT": ("max_weight", float),
+    "STREAMREC_MAX_CALL_EVENTS": ("max_call_events", int),
+    "STREAMREC_SOCKET_TIMEOUT": ("socket_timeout", float),
+    "STREAMREC_CONNECT_TIMEOUT": ("connect_timeout", float),
+    "STREAMREC_DELIVERY_TIMEOUT": ("delivery_timeout", float),
+    "STREAMREC_MAX_BUFFERED": ("max_buffered", int),
+    "STREAMREC_WORKER_TTL": ("worker_ttl", int),
+    "STREAMREC_RECONNECT_TIMEOUT": ("reconnect_timeout", float),
+}
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if it names a Redis server; a :class:`ConfigError` (password hidden) if not."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "STREAMREC_REDIS_URL must start with redis://, rediss:// or unix:// "
+            f"(got {redact_url(url)!r})"
+        )
+    return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = credentials.partition(":")
+    hidden = f"{user}:***" if colon else "***"
+    return f"{scheme}{sep}{hidden}@{host}"
 
 
 def parse_kind_weights(text: str) -> dict[str, float]:

@@ -57,3 +57,39 @@ def test_per_user_keys_share_a_cluster_hash_tag() -> None:
     tags = {key.split("{")[1].split("}")[0] for key in keys.user_keys("alice")}
     assert tags == {"alice"}
     assert all(k.startswith(f"{keys.PREFIX}:") for k in keys.user_keys("alice"))
+
+
+def test_to_env_rebuilds_the_same_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        redis_url="redis://u:pw@h:1/0",
+        home=tmp_path,
+        batch_size=7,
+        linger=0.125,
+        kind_weights={"play": 1.0, "like": 2.5},
+        max_call_events=250,
+        worker_ttl=11,
+        delivery_timeout=3.5,
+    )
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_a_bad_url_is_reported_without_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"STREAMREC_REDIS_URL": "http://app:hunter2@redis.example:6379"})
+    assert "hunter2" not in str(caught.value)
+    assert "app:***@redis.example" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMREC_MAX_CALL_EVENTS": "1000000"}, "max_call_events must be between"),
+        ({"STREAMREC_SOCKET_TIMEOUT": "nan"}, "socket_timeout must be a finite"),
+        ({"STREAMREC_WORKER_TTL": "1"}, "worker_ttl must be ≥ 5"),
+        ({"STREAMREC_MAX_WEIGHT": "inf"}, "max_weight must be a number"),
+        ({"STREAMREC_RATING_MAX": "inf"}, "rating scale must be finite"),
+    ],
+)
+def test_limits_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)

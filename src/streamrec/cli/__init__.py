@@ -9,7 +9,7 @@ import click
 
 from streamrec.cli.context import AppContext
 from streamrec.errors import ConfigError
-from streamrec.settings import Settings
+from streamrec.settings import Settings, check_redis_url
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,7 +39,10 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
         raise click.ClickException(str(exc)) from exc
     changes: dict[str, object] = {}
     if redis_url:
-        changes["redis_url"] = redis_url
+        try:
+            changes["redis_url"] = check_redis_url(redis_url)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
     if home:
         changes["home"] = home
     ctx.obj = AppContext(settings.with_(**changes) if changes else settings)
