@@ -10,6 +10,8 @@
     ├── DatasetError             a dataset cannot be fetched or unpacked
     │   └── ChecksumMismatchError    the download is not the file we pinned
     ├── RedisUnavailableError    the embedded server cannot start or the URL cannot be reached
+    ├── DeliveryError            the producer gave up sending events (names how many)
+    ├── ForbiddenJobError        a queue entry streamrec did not send (set aside, never run)
     └── NotFoundError            a user, item or dataset that does not exist
 
 Handlers live only at process edges: the CLI maps these to exit codes, RQ records job failures.
@@ -75,6 +77,35 @@ class ChecksumMismatchError(DatasetError):
 
 class RedisUnavailableError(StreamrecError):
     """Redis cannot be reached, or the embedded server cannot be started."""
+
+
+class DeliveryError(StreamrecError):
+    """The producer could not hand events to Redis within its delivery timeout.
+
+    The events stay buffered (a later :meth:`flush` retries them) unless the producer was
+    being closed.
+
+    Attributes:
+        undelivered: events accepted by ``send`` and not yet delivered.
+    """
+
+    def __init__(self, undelivered: int, reason: str) -> None:
+        self.undelivered = undelivered
+        super().__init__(f"{undelivered} events not delivered: {reason}")
+
+
+class ForbiddenJobError(StreamrecError):
+    """A queue entry that streamrec did not send: it is set aside and never run.
+
+    Attributes:
+        job_id: the entry's job id, as found.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"job {_shorten(job_id)}: {reason}")
 
 
 class NotFoundError(StreamrecError):

@@ -86,14 +86,45 @@ def ledger_key() -> str:
     return f"{PREFIX}:ledger"
 
 
+def forgotten_key() -> str:
+    """Hash SHA-1 of a forgotten user's id -> ``"<forget time ms> <history version>"`` (the
+    tombstones; the id itself is not kept)."""
+    return f"{PREFIX}:forgotten"
+
+
+def forgotten_expiry_key() -> str:
+    """Sorted set SHA-1 of a forgotten user's id -> forget time, epoch ms (tombstones expire
+    with the ledger's redelivery window)."""
+    return f"{PREFIX}:forgotten:expiry"
+
+
+def dirty_key() -> str:
+    """Hash user -> history version applied and not yet served (a worker that dies before
+    serving its deferred users leaves them here for the next one)."""
+    return f"{PREFIX}:dirty"
+
+
+def batch_split_key(batch_id: str) -> str:
+    """String: events per part of a batch too large for one apply call, fixed at its first
+    delivery so that every redelivery splits it the same way."""
+    return f"{PREFIX}:ledger:split:{batch_id}"
+
+
 def stats_key() -> str:
-    """Hash of counters: events_applied, batches_applied, batches_duplicate, dead_letters."""
+    """Hash of counters: events_applied, batches_applied, batches_duplicate, dead_letters,
+    dropped_forgotten."""
     return f"{PREFIX}:stats"
 
 
 def dead_letters_key() -> str:
     """List of JSON dead-letter entries, newest first."""
     return f"{PREFIX}:dead-letters"
+
+
+def quarantine_key() -> str:
+    """List of JSON entries: queue entries streamrec did not send, set aside unrun, newest
+    first."""
+    return f"{PREFIX}:quarantine"
 
 
 def model_active_key(model: str) -> str:

@@ -63,22 +63,28 @@ class BulkLoader:
     Args:
         connection: a redis-py client.
         settings: validation rules and state settings.
-        chunk_size: records per batch (one apply-script call each).
+        chunk_size: records per batch (one apply-script call each); at most, and by
+            default, ``settings.max_call_events``.
         pipeline_depth: batches sent per round trip.
 
     Raises:
-        ConfigError: ``chunk_size`` or ``pipeline_depth`` below 1.
+        ConfigError: ``chunk_size`` or ``pipeline_depth`` below 1, or ``chunk_size`` above
+            ``settings.max_call_events``.
     """
 
     def __init__(
         self,
         connection: redis.Redis,
         settings: Settings,
-        chunk_size: int = 5000,
-        pipeline_depth: int = 4,
+        chunk_size: int | None = None,
+        pipeline_depth: int = 8,
     ) -> None:
-        if chunk_size < 1:
-            raise ConfigError(f"chunk_size must be ≥ 1 (got {chunk_size!r})")
+        chunk_size = settings.max_call_events if chunk_size is None else chunk_size
+        if not 1 <= chunk_size <= settings.max_call_events:
+            raise ConfigError(
+                f"chunk_size must be between 1 and max_call_events = {settings.max_call_events} "
+                f"(got {chunk_size!r})"
+            )
         if pipeline_depth < 1:
             raise ConfigError(f"pipeline_depth must be ≥ 1 (got {pipeline_depth!r})")
         self.connection = connection
@@ -177,11 +183,12 @@ class BulkLoader:
             kind = "play" if rec.kind is None else rec.kind
             try:
                 valid.append(make(rec.user, rec.item, rec.weight, kind, rec.timestamp, event_id))
-            except InvalidEventError as exc:
+            except Exception as exc:  # any record the validator cannot take is a dead letter
+                field = exc.field if isinstance(exc, InvalidEventError) else "payload"
                 dead.append(
                     DeadLetter(
                         reason=f"line {rec.line}: {exc}",
-                        field=exc.field,
+                        field=field,
                         payload=rec.as_payload(),
                         batch_id=batch_id,
                         at=time.time(),

@@ -26,6 +26,11 @@ from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.state.scripts import script
 
+#: One encoded cache entry: (key, JSON, user).
+Entry = tuple[str, str, str]
+#: Entries written per script call.
+WRITE_CHUNK = 250
+
 
 @dataclass(frozen=True)
 class RecommendedItem:
@@ -117,14 +122,39 @@ class RecommendationCache:
     def write(self, entries: Sequence[CacheEntry]) -> int:
         """Store entries that are not older than what is stored; returns how many were."""
         return self.write_encoded(
-            [(keys.recommendations_key(e.user or "", e.model), e.to_json()) for e in entries]
+            [
+                (keys.recommendations_key(e.user or "", e.model), e.to_json(), e.user or "")
+                for e in entries
+            ]
         )
 
-    def write_encoded(self, entries: Sequence[tuple[str, str]]) -> int:
-        """Like :meth:`write`, for (cache key, JSON from :func:`encode_entry`) pairs."""
-        if not entries:
-            return 0
-        return int(self._write(keys=[k for k, _ in entries], args=[j for _, j in entries]))
+    def write_encoded(
+        self, entries: Sequence[Entry], served: Sequence[tuple[str, int]] = ()
+    ) -> int:
+        """Like :meth:`write`, for (cache key, JSON from :func:`encode_entry`, user) triples,
+        a few hundred per call (each call blocks Redis while it runs).
+
+        Args:
+            entries: the entries to write (compare-and-set; a forgotten user's entries
+                computed from their old history are refused).
+            served: (user, history version) of every user served, entries or not: each is
+                taken off the dirty set unless a newer version was applied meanwhile.
+
+        Returns:
+            Entries written.
+        """
+        written = 0
+        tail = [keys.forgotten_key(), keys.dirty_key()]
+        for start in range(0, max(len(entries), len(served)), WRITE_CHUNK):
+            part = entries[start : start + WRITE_CHUNK]
+            marks = served[start : start + WRITE_CHUNK]
+            if not part and not marks:
+                continue
+            args: list[Any] = [len(part), *(j for _, j, _ in part), *(u for _, _, u in part)]
+            for user, version in marks:
+                args += [user, version]
+            written += int(self._write(keys=[*(k for k, _, _ in part), *tail], args=args))
+        return written
 
     def read(self, user: str, model: str) -> CacheEntry | None:
         """The stored entry of ``user`` (None if there is none)."""

@@ -22,7 +22,7 @@ import redis
 
 from streamrec import keys
 from streamrec.producer.events import Event
-from streamrec.settings import RATING_KIND, Settings
+from streamrec.settings import MAX_STORED_WEIGHT, RATING_KIND, Settings
 from streamrec.state.scripts import script
 
 _GLOBAL_KEYS = (
@@ -37,6 +37,9 @@ _GLOBAL_KEYS = (
     keys.vocab_key("items"),
     keys.vocab_reverse_key("items"),
     keys.vocab_counter_key("items"),
+    keys.forgotten_key(),
+    keys.forgotten_expiry_key(),
+    keys.dirty_key(),
 )
 
 
@@ -176,24 +179,77 @@ class HistoryStore:
         self._forget = script(connection, "forget_user")
 
     def apply(
-        self, batch_id: str, events: Sequence[Event], dead_letters: Sequence[DeadLetter] = ()
+        self,
+        batch_id: str,
+        events: Sequence[Event],
+        dead_letters: Sequence[DeadLetter] = (),
+        *,
+        mark_dirty: bool = False,
+        sent_at: float | None = None,
     ) -> BatchOutcome:
-        """Apply a batch of validated events and its dead letters, exactly once."""
-        return self.apply_many([(batch_id, events, dead_letters)])[0]
+        """Apply a batch of validated events and its dead letters, exactly once.
+
+        A batch larger than ``settings.max_call_events`` is applied in parts, each atomic
+        with its own ledger entry; the part size is fixed at the first delivery, so a
+        redelivery splits it the same way and applies only the parts still missing.
+
+        Args:
+            batch_id: the batch's id (the ledger's key).
+            events: its valid events.
+            dead_letters: its invalid events, with their reasons.
+            mark_dirty: record the users changed in the dirty set until they are served.
+            sent_at: when the batch was sent, epoch seconds (default now): the events of a
+                user forgotten after that are dropped.
+        """
+        size = len(events) + len(dead_letters)
+        if size <= self.settings.max_call_events:
+            return self.apply_many(
+                [(batch_id, events, dead_letters)], mark_dirty=mark_dirty, sent_at=sent_at
+            )[0]
+        part = self._part_size(batch_id)
+        n_events = len(events)
+        parts = []
+        for n, start in enumerate(range(0, size, part)):
+            end = start + part
+            dead = dead_letters[max(0, start - n_events) : max(0, end - n_events)]
+            parts.append((f"{batch_id}:{n}", events[start:end], dead))
+        outcomes = []
+        for start in range(0, len(parts), 4):  # a few parts per round trip
+            outcomes += self.apply_many(
+                parts[start : start + 4], mark_dirty=mark_dirty, sent_at=sent_at
+            )
+        return _merge(batch_id, outcomes)
 
     def apply_many(
-        self, batches: Iterable[tuple[str, Sequence[Event], Sequence[DeadLetter]]]
+        self,
+        batches: Iterable[tuple[str, Sequence[Event], Sequence[DeadLetter]]],
+        *,
+        mark_dirty: bool = False,
+        sent_at: float | None = None,
     ) -> list[BatchOutcome]:
-        """Apply several batches in one round trip; each is atomic on its own."""
+        """Apply several batches in one round trip; each is atomic on its own (and must hold
+        at most ``settings.max_call_events`` events and dead letters together)."""
         now = time.time()
+        sent = str(round((now if sent_at is None else sent_at) * 1000))
         with self.connection.pipeline(transaction=False) as pipe:
             ids = []
             for batch_id, events, dead in batches:
-                keys_, args = self._script_args(batch_id, events, dead, now)
+                keys_, args = self._script_args(batch_id, events, dead, now, mark_dirty, sent)
                 self._apply(keys=keys_, args=args, client=pipe)
                 ids.append(batch_id)
             replies = pipe.execute()
         return [_outcome(batch_id, reply) for batch_id, reply in zip(ids, replies, strict=True)]
+
+    def _part_size(self, batch_id: str) -> int:
+        """Events per part of an oversized batch: the size its first delivery chose."""
+        key = keys.batch_split_key(batch_id)
+        retention = max(1, int(self.settings.ledger_retention))
+        part = self.settings.max_call_events
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.set(key, part, nx=True, ex=retention)
+            pipe.get(key)
+            _, chosen = pipe.execute()
+        return int(chosen)
 
     def get(self, user: str) -> UserHistory:
         """The stored history of ``user`` (empty if unknown)."""
@@ -211,12 +267,15 @@ class HistoryStore:
             last_ts=float(last_ts) / 1000 if last_ts is not None else None,
         )
 
-    def forget(self, user: str, extra_keys: Sequence[str] = ()) -> bool:
-        """Delete every key of ``user`` and its share of the popularity counts.
+    def forget(self, user: str, extra_keys: Sequence[str] = (), *, tombstone: bool = False) -> bool:
+        """Delete every key of ``user`` and its share of the popularity counts, and leave a
+        tombstone (see ``lua/forget_user.lua``) when anything of the user existed.
 
         Args:
             user: external id.
             extra_keys: further per-user keys to delete in the same transaction.
+            tombstone: leave the tombstone even if nothing of the user is stored (their
+                events were found in queued jobs).
 
         Returns:
             True if anything of the user existed.
@@ -227,12 +286,22 @@ class HistoryStore:
             keys.vocab_key("users"),
             keys.vocab_reverse_key("users"),
             keys.last_seen_key(),
+            keys.forgotten_key(),
+            keys.forgotten_expiry_key(),
+            keys.dirty_key(),
             *extra_keys,
         ]
-        return bool(self._forget(keys=keys_, args=[user]))
+        args = [user, str(round(time.time() * 1000)), "1" if tombstone else "0"]
+        return bool(self._forget(keys=keys_, args=args))
 
     def _script_args(
-        self, batch_id: str, events: Sequence[Event], dead: Sequence[DeadLetter], now: float
+        self,
+        batch_id: str,
+        events: Sequence[Event],
+        dead: Sequence[DeadLetter],
+        now: float,
+        mark_dirty: bool,
+        sent: str,
     ) -> tuple[list[str], list[Any]]:
         users: dict[str, int] = {}
         newest: dict[str, float] = {}
@@ -258,12 +327,42 @@ class HistoryStore:
             self.settings.dead_letter_limit,
             len(users),
             len(dead),
+            "1" if mark_dirty else "0",
+            _CAP,
+            sent,
             *users,
             *(str(round(newest[user] * 1000)) for user in users),
             *(d.to_json() for d in dead),
             orjson.dumps(rows),
         ]
         return keys_, args
+
+
+#: The most a history value holds, as the apply script receives it.
+_CAP = repr(MAX_STORED_WEIGHT)
+
+
+def _merge(batch_id: str, parts: Sequence[BatchOutcome]) -> BatchOutcome:
+    """One outcome for the parts of a split batch (a user's changes in part order: a worker
+    mirrors them only if no other batch came between, see ``HistoryMirror``)."""
+    users: dict[str, TouchedUser] = {}
+    for outcome in parts:
+        for t in outcome.users:
+            before = users.get(t.user)
+            if before is not None and before.dense_id == t.dense_id:
+                t = TouchedUser(
+                    t.user, t.dense_id, t.version, before.events + t.events,
+                    [*before.stored, *t.stored],
+                )  # fmt: skip
+            users[t.user] = t
+    return BatchOutcome(
+        batch_id=batch_id,
+        applied=any(p.applied for p in parts),
+        events=sum(p.events for p in parts),
+        dead_letters=sum(p.dead_letters for p in parts),
+        users=tuple(users.values()),
+        new_items=tuple(pair for p in parts for pair in p.new_items),
+    )
 
 
 def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:

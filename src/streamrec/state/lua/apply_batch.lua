@@ -3,19 +3,29 @@
 -- KEYS[1] ledger (batch id -> epoch ms)  KEYS[2] stats  KEYS[3] popularity
 -- KEYS[4] dead letters  KEYS[5] last seen (user -> epoch ms)
 -- KEYS[6..8] user vocab, reverse, counter   KEYS[9..11] item vocab, reverse, counter
--- KEYS[12..] four keys per distinct user: history, ratings, rating stamps, version
--- ARGV: batch_id, now and ledger cutoff (epoch ms), dead-letter limit, n_users, n_dead,
---       the n_users user ids, their n_users newest event times in this batch (integer
+-- KEYS[12] forgotten users (sha1 of user id -> "<forget time ms> <history version>")
+-- KEYS[13] their expiry (sha1 -> forget time ms)   KEYS[14] dirty users (user -> version)
+-- KEYS[15..] four keys per distinct user: history, ratings, rating stamps, version
+-- ARGV: batch_id, now and retention cutoff (epoch ms), dead-letter limit, n_users, n_dead,
+--       mark dirty (0|1), the most a history value may hold (a number as a string), when
+--       the batch was sent (epoch ms), the n_users user ids, their n_users newest event times in this batch (integer
 --       epoch milliseconds, as strings),
 --       the n_dead dead-letter JSON entries, then the events as one JSON array of
 --       [user index (1-based), item, mode ('s' sum | 'r' rating), value (summed weight or
---       rating, as a string), stamp]. One JSON argument decoded by Redis's C decoder
---       instead of five arguments per event makes the round trip several times cheaper.
+--       rating, as a string), stamp (a rating's zero-padded time in seconds, a space and
+--       its event id; empty for a sum)]. One JSON
+--       argument decoded by Redis's C decoder instead of five arguments per event makes the
+--       round trip several times cheaper.
 -- Numbers reach Redis commands as strings, and sorted-set scores as integers: a Lua float
 -- argument, or a score with a fraction, costs Redis 6.2 about 15 µs to parse, several times
 -- the command itself.
--- A rating's stamp (zero-padded time, then event id) is kept beside it and orders ratings,
--- so that the newest wins whatever the arrival order.
+-- A rating's stamp orders ratings, so that the newest wins whatever the arrival order.
+-- Sums saturate at the cap (Redis adds in long double, past the float64 range otherwise).
+-- A forgotten user's events are dropped when their batch was sent before the forget
+-- (counted in stats as dropped_forgotten); an event sent later starts the user anew, its
+-- history version continuing after the version the user had when forgotten.
+-- With mark dirty, every user changed is recorded in the dirty set with their new version
+-- until a worker has served them (a dead worker's deferred refreshes are not lost).
 -- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version, events, changes}...},
 --          {{item, dense id}...}}
 -- where a user's changes are the values the batch left in their hashes, flat:
@@ -32,6 +42,12 @@ call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 
 local n_users = tonumber(ARGV[5])
 local n_dead = tonumber(ARGV[6])
+local mark_dirty = ARGV[7] == '1'
+local cap_text = ARGV[8]
+local cap = tonumber(cap_text)
+local sent = tonumber(ARGV[9])
+local U = 9  -- ARGV[U + u] is user u, ARGV[U + n_users + u] their newest event time
+local K = 11  -- KEYS[K + 4u .. K + 4u + 3] are user u's keys
 
 local function dense_id(vocab, reverse, counter, ext)
   local id = call('HGET', vocab, ext)
@@ -42,16 +58,27 @@ local function dense_id(vocab, reverse, counter, ext)
   return id, true
 end
 
--- has_ratings[u]: nil until asked, then whether the user has any rating (one EXISTS per user
--- instead of one HEXISTS per first-time item: most users of a play stream never rate)
-local user_ids, counts, has_ratings, changes = {}, {}, {}, {}
-for u = 1, n_users do
-  user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[6 + u])
-  counts[u] = 0
-  changes[u] = {}
+-- Tombstones of forgotten users: expired ones go, then the batch's users are looked up
+-- (one HMGET, and only while some tombstone exists).
+local tombs = {}
+local expired = call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. ARGV[3], 'LIMIT', 0, 100)
+for _, digest in ipairs(expired) do
+  call('HDEL', KEYS[12], digest)
+  call('ZREM', KEYS[13], digest)
+end
+if call('HLEN', KEYS[12]) > 0 then
+  local digests = {}
+  for u = 1, n_users do digests[u] = redis.sha1hex(ARGV[U + u]) end
+  local found = call('HMGET', KEYS[12], unpack(digests))
+  for u = 1, n_users do
+    if found[u] then
+      local at, version = string.match(found[u], '^(%d+) (%d+)$')
+      if sent <= tonumber(at) then tombs[u] = {true, version} else tombs[u] = {false, version} end
+    end
+  end
 end
 
-local base = 6 + 2 * n_users
+local base = U + 2 * n_users
 if n_dead > 0 then
   for d = 1, n_dead do call('LPUSH', KEYS[4], ARGV[base + d]) end
   call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
@@ -60,54 +87,80 @@ end
 base = base + n_dead
 
 local rows = cjson.decode(ARGV[base + 1])
-local n_events = #rows
+local n_rows = #rows
+-- has_ratings[u]: nil until asked, then whether the user has any rating (one EXISTS per user
+-- instead of one HEXISTS per first-time item: most users of a play stream never rate)
+local user_ids, counts, has_ratings, changes = {}, {}, {}, {}
 local new_items, item_ids = {}, {}
-for e = 1, n_events do
+local n_events, dropped = 0, 0
+for e = 1, n_rows do
   local row = rows[e]
   local u, item, mode, value, stamp = row[1], row[2], row[3], row[4], row[5]
-  local history, ratings, stamps = KEYS[8 + u * 4], KEYS[9 + u * 4], KEYS[10 + u * 4]
-  local item_id = item_ids[item]
-  if not item_id then
-    local created
-    item_id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
-    item_ids[item] = item_id
-    if created then table.insert(new_items, {item, item_id}) end
-  end
-  local first = false
-  local change = changes[u]
-  if mode == 's' then
-    local stored = value
-    if call('HSETNX', history, item, value) == 1 then
-      if has_ratings[u] == nil then has_ratings[u] = call('EXISTS', ratings) == 1 end
-      first = not (has_ratings[u] and call('HEXISTS', ratings, item) == 1)
-    else
-      stored = call('HINCRBYFLOAT', history, item, value)
-    end
-    change[#change + 1] = item_id
-    change[#change + 1] = 's'
-    change[#change + 1] = stored
+  local tomb = tombs[u]
+  if tomb and tomb[1] then
+    dropped = dropped + 1
   else
-    local old = call('HGET', stamps, item)
-    has_ratings[u] = true
-    if (not old) or stamp >= old then
-      call('HSET', ratings, item, value)
-      call('HSET', stamps, item, stamp)
-      change[#change + 1] = item_id
-      change[#change + 1] = 'r'
-      change[#change + 1] = value
+    local history, ratings, stamps = KEYS[K + u * 4], KEYS[K + 1 + u * 4], KEYS[K + 2 + u * 4]
+    if not user_ids[u] then
+      user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[U + u])
+      counts[u] = 0
+      changes[u] = {}
     end
-    if not old then first = call('HEXISTS', history, item) == 0 end
+    local item_id = item_ids[item]
+    if not item_id then
+      local created
+      item_id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
+      item_ids[item] = item_id
+      if created then table.insert(new_items, {item, item_id}) end
+    end
+    local first = false
+    local change = changes[u]
+    if mode == 's' then
+      local stored = value
+      if call('HSETNX', history, item, value) == 1 then
+        if has_ratings[u] == nil then has_ratings[u] = call('EXISTS', ratings) == 1 end
+        first = not (has_ratings[u] and call('HEXISTS', ratings, item) == 1)
+      else
+        stored = call('HINCRBYFLOAT', history, item, value)
+        if tonumber(stored) > cap then
+          call('HSET', history, item, cap_text)
+          stored = cap_text
+        end
+      end
+      change[#change + 1] = item_id
+      change[#change + 1] = 's'
+      change[#change + 1] = stored
+    else
+      local old = call('HGET', stamps, item)
+      has_ratings[u] = true
+      if (not old) or stamp >= old then
+        call('HSET', ratings, item, value)
+        call('HSET', stamps, item, stamp)
+        change[#change + 1] = item_id
+        change[#change + 1] = 'r'
+        change[#change + 1] = value
+      end
+      if not old then first = call('HEXISTS', history, item) == 0 end
+    end
+    if first then call('ZINCRBY', KEYS[3], '1', item) end
+    counts[u] = counts[u] + 1
+    n_events = n_events + 1
   end
-  if first then call('ZINCRBY', KEYS[3], '1', item) end
-  counts[u] = counts[u] + 1
 end
 
 local users = {}
 for u = 1, n_users do
-  local version = call('INCRBY', KEYS[11 + u * 4], counts[u])
-  call('ZADD', KEYS[5], 'GT', ARGV[6 + n_users + u], ARGV[6 + u])
-  users[u] = {ARGV[6 + u], user_ids[u], version, counts[u], changes[u]}
+  if user_ids[u] then
+    local version_key = KEYS[K + 3 + u * 4]
+    local tomb = tombs[u]
+    if tomb and call('EXISTS', version_key) == 0 then call('SET', version_key, tomb[2]) end
+    local version = call('INCRBY', version_key, counts[u])
+    call('ZADD', KEYS[5], 'GT', ARGV[U + n_users + u], ARGV[U + u])
+    if mark_dirty then call('HSET', KEYS[14], ARGV[U + u], version) end
+    users[#users + 1] = {ARGV[U + u], user_ids[u], version, counts[u], changes[u]}
+  end
 end
 call('HINCRBY', KEYS[2], 'events_applied', n_events)
 call('HINCRBY', KEYS[2], 'batches_applied', 1)
+if dropped > 0 then call('HINCRBY', KEYS[2], 'dropped_forgotten', dropped) end
 return {1, n_events, n_dead, users, new_items}

@@ -1,8 +1,14 @@
--- Write cache entries, each only if it is not older than the entry already there.
--- KEYS: one cache key per entry.  ARGV: one JSON entry per key.
+-- Write cache entries, each only if it is not older than the entry already there, and
+-- mark users as served.
+-- KEYS: one cache key per entry, then the forgotten-users hash and the dirty-users hash.
+-- ARGV: n, the n JSON entries, the n users they belong to, then pairs (user, history
+-- version) of users served (each is taken off the dirty hash unless a newer version of
+-- them was applied meanwhile).
 -- An entry replaces the stored one when its history_version is higher, or equal with a
 -- model version at least as high: a slow worker holding an older history never
 -- overwrites a fresher list, and a new model version replaces lists of the same history.
+-- An entry of a forgotten user computed from a history version up to the one they had
+-- when forgotten is refused: no worker writes a forgotten user back.
 -- Returns the number of entries written.
 --
 -- The two numbers are found with a pattern instead of decoding the whole entry: in JSON
@@ -16,11 +22,22 @@ local function versions(raw)
   return entry.history_version, entry.version
 end
 
+local n = tonumber(ARGV[1])
+local forgotten, dirty = KEYS[n + 1], KEYS[n + 2]
+local limits = {}
+if n > 0 and redis.call('HLEN', forgotten) > 0 then
+  for i = 1, n do
+    local tomb = redis.call('HGET', forgotten, redis.sha1hex(ARGV[1 + n + i]))
+    if tomb then limits[i] = tonumber(string.match(tomb, ' (%d+)$')) end
+  end
+end
+
 local written = 0
-for i = 1, #KEYS do
-  local new_history, new_model = versions(ARGV[i])
-  local old_raw = redis.call('GET', KEYS[i])
-  local write = true
+for i = 1, n do
+  local raw = ARGV[1 + i]
+  local new_history, new_model = versions(raw)
+  local write = not (limits[i] and new_history <= limits[i])
+  local old_raw = write and redis.call('GET', KEYS[i])
   if old_raw then
     local old_history, old_model = versions(old_raw)
     if old_history > new_history then
@@ -30,8 +47,15 @@ for i = 1, #KEYS do
     end
   end
   if write then
-    redis.call('SET', KEYS[i], ARGV[i])
+    redis.call('SET', KEYS[i], raw)
     written = written + 1
+  end
+end
+
+for p = 2 + 2 * n, #ARGV, 2 do
+  local marked = redis.call('HGET', dirty, ARGV[p])
+  if marked and tonumber(marked) <= tonumber(ARGV[p + 1]) then
+    redis.call('HDEL', dirty, ARGV[p])
   end
 end
 return written
