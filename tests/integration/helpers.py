@@ -7,15 +7,17 @@ from typing import Any
 import redis
 
 from streamrec import keys
+from streamrec.settings import Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import Vocabulary
 from streamrec.worker.runner import run_worker
 
 
-def drain(conn: redis.Redis) -> None:
-    """Run a real RQ SimpleWorker in this process until the events queue is empty."""
-    run_worker(conn, [keys.EVENTS_QUEUE], burst=True)
+def drain(conn: redis.Redis, settings: Settings, queue_name: str = keys.EVENTS_QUEUE) -> None:
+    """Run a real streamrec worker (an RQ SimpleWorker) in this process until the queue is
+    empty."""
+    run_worker(conn, settings, [queue_name], burst=True)
 
 
 def dump_state(conn: redis.Redis, store: HistoryStore) -> dict[str, Any]:

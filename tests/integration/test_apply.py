@@ -37,7 +37,7 @@ def test_producer_batches_reach_the_state_through_a_real_worker(
     job_payload = redis_conn.hget(job.key, "data")
     assert job_payload is not None  # stored as zlib-compressed JSON, never a pickle
     assert JSONSerializer.loads(zlib.decompress(job_payload))[0] == JOB_FUNCTION
-    drain(redis_conn)
+    drain(redis_conn, settings)
     history = HistoryStore(redis_conn, settings).get("user-0")
     assert history.interactions == {"item-0": 3.0, "item-3": 2.0, "item-6": 2.0, "item-9": 2.0}
     assert history.version == 5
@@ -68,7 +68,7 @@ def test_producer_rejects_invalid_events_and_keeps_the_valid_ones(
                 producer.send_raw(raw)
             assert info.value.field == field, label
         producer.send("u1", "i2")
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert HistoryStore(redis_conn, settings).get("u1").interactions == {"i1": 1.0, "i2": 1.0}
 
 
@@ -82,11 +82,11 @@ def test_same_batch_delivered_twice_changes_nothing(
     ]
     q = queue(redis_conn)
     q.enqueue(JOB_FUNCTION, "batch-1", events, job_id="delivery-1")
-    drain(redis_conn)
+    drain(redis_conn, settings)
     before = dump_state(redis_conn, store)
     q.enqueue(JOB_FUNCTION, "batch-1", events, job_id="delivery-2")  # a redelivery
     EventHandler(redis_conn, settings).handle("batch-1", events)  # and a retry in-process
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert dump_state(redis_conn, store) == before
     counts = read_counts(redis_conn)
     assert (counts.events_applied, counts.batches_applied, counts.batches_duplicate) == (2, 1, 2)
@@ -115,7 +115,7 @@ def test_every_malformed_event_is_dead_lettered_and_its_neighbours_applied(
 
     serialisable = [p for p in payload if _json_safe(p)]
     queue(redis_conn).enqueue(JOB_FUNCTION, "mixed-rq", serialisable)
-    drain(redis_conn)
+    drain(redis_conn, settings)
     counts = read_counts(redis_conn)
     assert counts.events_applied == 2 * (len(MALFORMED) + 1)
     assert counts.dead_letters == len(MALFORMED) + len([p for p in serialisable if _is_bad(p)])
@@ -134,13 +134,13 @@ def test_malformed_batches_never_crash_the_worker(
     redis_conn: redis.Redis, settings: Settings, batch_id: Any, events: Any
 ) -> None:
     job = queue(redis_conn).enqueue(JOB_FUNCTION, batch_id, events)
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert job.get_status(refresh=True).value == "finished"
     counts = read_counts(redis_conn)
     assert counts.events_applied + counts.dead_letters >= 1
     # a redelivery of a batch without an id is still recognised by its content
     queue(redis_conn).enqueue(JOB_FUNCTION, batch_id, events)
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert read_counts(redis_conn).batches_applied == 1
 
 
@@ -175,7 +175,7 @@ def test_forget_leaves_no_key_of_the_user(redis_conn: redis.Redis, settings: Set
             producer.send("keep-me", f"item-{n}")
         producer.send("forget-me", "item-0", 4, kind="rating")
     queue(redis_conn).enqueue(JOB_FUNCTION, "bad", [{"user": "forget-me", "item": ""}])
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert DeadLetterStore(redis_conn).count() == 1
     store = HistoryStore(redis_conn, settings)
     assert store.forget("forget-me")
@@ -228,6 +228,6 @@ def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_recovered(
     # What a worker's dequeue does (BLMOVE to the intermediate list) before it dies, unseen.
     redis_conn.lmove(q.key, q.intermediate_queue_key, "LEFT", "RIGHT")
     assert q.count == 0
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert HistoryStore(redis_conn, settings).get("u").interactions == {"i": 1.0}
     assert redis_conn.llen(q.intermediate_queue_key) == 0

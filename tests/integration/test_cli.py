@@ -66,7 +66,7 @@ def test_dead_letters_show_and_retry(
         "b1",
         [{"user": "bob", "item": "x", "kind": "like"}, {"user": "bob", "item": "y"}],
     )
-    drain(redis_conn)
+    drain(redis_conn, settings)
     listing = invoke(runner, "dead-letters", "--json")
     letter = json.loads(listing.splitlines()[0])
     assert letter["field"] == "kind" and "like" in letter["reason"]
@@ -101,7 +101,7 @@ def test_import_and_replay_a_csv(
     assert HistoryStore(redis_conn, settings).get("u1").interactions == {"i1": 2.0, "i2": 1.0}
     out = invoke(runner, "replay", str(path), "--format", "csv", "--rate", "1000")
     assert "sent 2 events" in out and "1 rejected" in out
-    drain(redis_conn)
+    drain(redis_conn, settings)
     assert HistoryStore(redis_conn, settings).get("u1").interactions == {"i1": 4.0, "i2": 2.0}
 
 
@@ -110,7 +110,7 @@ def test_unreachable_redis_url_is_a_clear_error(runner: CliRunner) -> None:
     assert result.exit_code == 5
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.output
     result = runner.invoke(cli, ["--redis-url", "redis://app:s3cret@127.0.0.1:1/0", "status"])
-    assert "redis://127.0.0.1:1/0" in result.output and "s3cret" not in result.output
+    assert "@127.0.0.1:1/0" in result.output and "s3cret" not in result.output
 
 
 def test_a_second_process_shares_the_server(

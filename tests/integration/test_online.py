@@ -9,7 +9,6 @@ import sys
 import pytest
 import redis
 from click.testing import CliRunner
-from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.cli import cli
@@ -26,8 +25,9 @@ from streamrec.state.cache import (
 )
 from streamrec.state.queues import queue
 from streamrec.state.registry import ModelRegistry
+from streamrec.worker import jobs
 from streamrec.worker.jobs import prepare
-from streamrec.worker.runner import CoalescingWorker
+from streamrec.worker.runner import StreamrecWorker
 from streamrec.worker.served import ServedALS
 from streamrec.worker.serving import OnlineServing
 from streamrec.worker.training import train_als
@@ -56,7 +56,7 @@ def test_a_new_user_gets_a_personal_list_from_their_plays(
     client = RecommendationClient(redis_conn)
     popular = client.get("nobody-at-all", 10)
     assert popular is not None and popular["user"] is None
-    drain(redis_conn)
+    drain(redis_conn, settings)
     entry = client.get("newcomer", 10)
     assert entry is not None and entry["user"] == "newcomer"
     assert entry["history_version"] == 5 and entry["version"] == 1
@@ -96,7 +96,7 @@ def test_items_first_seen_after_training_become_recommendable(
                 producer.send(fan, item, 3)
             if fan != fans[-1]:
                 producer.send(fan, "brand-new-item", 3)
-    drain(redis_conn)
+    drain(redis_conn, settings)
     entry = RecommendationClient(redis_conn).get(fans[-1], 10)
     assert entry is not None and "brand-new-item" in [i["item"] for i in entry["items"]]
 
@@ -130,7 +130,7 @@ def test_retrain_on_the_training_queue(
     assert "queued retrain job" in result.output
     from streamrec.worker.runner import run_worker
 
-    run_worker(redis_conn, [keys.TRAINING_QUEUE], burst=True)
+    run_worker(redis_conn, settings, [keys.TRAINING_QUEUE], burst=True)
     assert ModelRegistry(redis_conn, settings).active_version("als") == 2
     assert (
         json.loads(
@@ -216,8 +216,10 @@ def test_a_busy_worker_coalesces_refreshes_and_leaves_every_list_current(
     handler = prepare(redis_conn, settings, coalesce=coalesce)
     online = handler.deferring[0]
     assert isinstance(online, OnlineServing)
-    worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
-    worker.handler = handler
+    jobs.bind(redis_conn, settings, handler)
+    worker = StreamrecWorker(
+        [queue(redis_conn)], connection=redis_conn, settings=settings, handler=handler
+    )
     worker.work(burst=True)
     # all batches were queued before the worker started: a coalescing worker serves them
     # in a few refreshes, a plain one once per batch
@@ -242,8 +244,10 @@ def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
     online = handler.deferring[0]
     assert isinstance(online, OnlineServing)
     online.busy = lambda: True  # as if more jobs waited, then another worker took them
-    worker = CoalescingWorker([queue(redis_conn)], connection=redis_conn, serializer=JSONSerializer)
-    worker.handler = handler
+    jobs.bind(redis_conn, settings, handler)
+    worker = StreamrecWorker(
+        [queue(redis_conn)], connection=redis_conn, settings=settings, handler=handler
+    )
     worker.work(burst=True)
     assert online.serves == 1 and online.pending == 0
     for user in users:

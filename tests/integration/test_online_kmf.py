@@ -51,7 +51,7 @@ def test_a_new_rater_gets_predicted_ratings_of_their_liked_group(
             producer.send("rater", item, 5, kind="rating")
         for item in disliked:
             producer.send("rater", item, 1, kind="rating")
-    drain(redis_conn)
+    drain(redis_conn, settings)
     entry = RecommendationClient(redis_conn, "kmf").get("rater", 10)
     assert entry is not None and entry["user"] == "rater" and entry["model"] == "kmf"
     assert entry["history_version"] == 9 and entry["version"] == 1
@@ -79,13 +79,13 @@ def test_plays_leave_the_rating_list_alone_and_a_rating_refreshes_it(
     items = sorted(trained)
     with Producer(redis_conn, settings, linger=0) as producer:
         producer.send(user, items[0], 1)  # a play: kmf does not learn from it
-    drain(redis_conn)
+    drain(redis_conn, settings)
     after_play = RecommendationClient(redis_conn, "kmf").get(user, 20)
     assert after_play is not None
     assert after_play["history_version"] == before["history_version"]
     with Producer(redis_conn, settings, linger=0) as producer:
         producer.send(user, items[1], 4, kind="rating")
-    drain(redis_conn)
+    drain(redis_conn, settings)
     after_rating = RecommendationClient(redis_conn, "kmf").get(user, 20)
     version = int(redis_conn.get(keys.user_version_key(user)) or 0)
     assert after_rating is not None and after_rating["history_version"] == version
@@ -104,7 +104,7 @@ def test_an_item_first_rated_after_training_becomes_recommendable(
                 producer.send(fan, item, 1, kind="rating")
             if fan != fans[-1]:
                 producer.send(fan, "brand-new-film", 5, kind="rating")
-    drain(redis_conn)
+    drain(redis_conn, settings)
     entry = RecommendationClient(redis_conn, "kmf").get(fans[-1], 10)
     assert entry is not None and "brand-new-film" in [i["item"] for i in entry["items"]]
 
@@ -116,7 +116,7 @@ def test_train_kmf_on_the_training_queue_and_from_the_cli(
         cli, ["train", "kmf", "--factors", "8", "--epochs", "5", "--queue"], catch_exceptions=False
     )
     assert "queued retrain job" in out.output
-    run_worker(redis_conn, [keys.TRAINING_QUEUE], burst=True)
+    run_worker(redis_conn, settings, [keys.TRAINING_QUEUE], burst=True)
     user = generate(CONFIG).users()[3]
     entry = RecommendationClient(redis_conn, "kmf").get(user)
     assert entry is not None and entry["version"] == 2
@@ -142,7 +142,7 @@ def test_one_worker_serves_both_models_from_one_batch(
     with Producer(redis_conn, settings, linger=0) as producer:
         producer.send("both", items[0], 5, kind="rating")
         producer.send("both", items[1], 2)  # a play
-    drain(redis_conn)
+    drain(redis_conn, settings)
     als = RecommendationClient(redis_conn, "als").get("both")
     kmf = RecommendationClient(redis_conn, "kmf").get("both")
     assert als is not None and kmf is not None

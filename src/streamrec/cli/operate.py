@@ -14,7 +14,7 @@ from streamrec.producer.producer import Producer
 from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
-from streamrec.worker.runner import run_worker, spawn_workers, stop_workers
+from streamrec.worker.runner import run_worker, supervise
 from streamrec.worker.status import collect_status
 
 
@@ -41,16 +41,24 @@ from streamrec.worker.status import collect_status
 @pass_app
 def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int) -> None:
     """Run RQ workers that apply event batches to the state."""
+    unknown = sorted(set(queues) - set(keys.ALL_QUEUES))
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} (queues are {', '.join(keys.ALL_QUEUES)})", param_hint="--queue"
+        )
+    click.echo(
+        f"streamrec worker: {processes} process(es) on queue(s) {', '.join(queues)}", err=True
+    )
     if processes == 1:
-        run_worker(app.connection, queues, burst=burst)
+        try:
+            run_worker(app.connection, app.settings, queues, burst=burst)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from exc
         return
     _ = app.connection  # start the embedded server once, before the children race for it
-    children = spawn_workers(processes, queues, burst=burst)
-    try:
-        for child in children:
-            child.wait()
-    except KeyboardInterrupt:
-        stop_workers(children)
+    code = supervise(processes, queues, app.settings, burst=burst)
+    if code:
+        raise SystemExit(code)
 
 
 @click.command()

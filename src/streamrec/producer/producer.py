@@ -1,4 +1,21 @@
-"""The producer: validates events at once and sends them as micro-batches (one RQ job each)."""
+"""The producer: validates events at once and delivers them as micro-batches (one RQ job each).
+
+Delivery contract:
+
+- :meth:`Producer.send` either buffers the event and returns it, or raises without
+  buffering it: :class:`~streamrec.errors.InvalidEventError` for a malformed event,
+  :class:`~streamrec.errors.DeliveryError` when ``max_buffered`` events are already waiting
+  for a Redis that does not take them. It never talks to Redis itself.
+- A background thread delivers batches in order. A batch is sealed (its id and events
+  fixed) before its first delivery attempt and only ever retried whole under that id, so
+  an enqueue whose reply was lost (Redis may have executed it) is retried safely: the
+  worker's ledger applies a batch id once. Events sent meanwhile open a new batch.
+- Failed deliveries are retried with bounded exponential backoff, across lost replies,
+  timeouts and server restarts. :meth:`Producer.flush` waits for every accepted event to be
+  delivered and raises :class:`~streamrec.errors.DeliveryError` (naming how many were not)
+  after ``settings.delivery_timeout``; the events stay buffered and later flushes retry
+  them. :meth:`Producer.close` flushes, then drops what it could not deliver and says so.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +23,43 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 import redis
-from rq import Retry
+from rq import Queue, Retry
 
 from streamrec import keys
+from streamrec.errors import DeliveryError
 from streamrec.producer.events import Event, EventValidator
 from streamrec.settings import Settings
-from streamrec.state.queues import queue
+from streamrec.state.queues import APPLY_EVENTS, queue
 
 logger = logging.getLogger(__name__)
 
-JOB_FUNCTION = "streamrec.worker.jobs.apply_events"
+JOB_FUNCTION = APPLY_EVENTS
+#: Sealed batches enqueued together in one transaction when a backlog built up.
+MAX_BATCHES_PER_CALL = 20
+#: Backoff between delivery attempts: first and largest wait, seconds.
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 1.0
 
 
 class Producer:
     """Buffers validated events and enqueues one ``apply_events`` job per micro-batch.
 
-    A batch is sent when it holds ``batch_size`` events, when its oldest event has waited
-    ``linger`` seconds (a background thread watches), on :meth:`flush` and on close.
-    Invalid events raise :class:`~streamrec.errors.InvalidEventError` from :meth:`send`
-    and never enter a batch. Thread-safe.
+    A batch is sealed when it holds ``batch_size`` events, when its oldest event has waited
+    ``linger`` seconds, on :meth:`flush` and on :meth:`close`; a background thread delivers
+    sealed batches (see the module doc for the delivery contract). Thread-safe.
 
     Args:
-        connection: a redis-py client.
-        settings: batch size, linger, retries and validation rules.
+        connection: a redis-py client (with socket timeouts: see ``connect``).
+        settings: batch size, linger, retries, timeouts and validation rules.
         batch_size: overrides ``settings.batch_size``.
-        linger: overrides ``settings.linger`` (seconds; 0 sends only full batches and on flush).
+        linger: overrides ``settings.linger`` (seconds; 0 seals only full batches and on
+            flush).
         queue_name: RQ queue to send to.
 
     Example::
@@ -57,16 +81,25 @@ class Producer:
         self.batch_size = batch_size or settings.batch_size
         self.linger = settings.linger if linger is None else linger
         self.validator = EventValidator(settings)
-        self.queue = queue(connection, queue_name)
+        self.queue: Queue = queue(connection, queue_name)
         self.batches_sent = 0
         self.events_sent = 0
-        self._buffer: list[dict[str, Any]] = []
-        self._batch_id = ""
+        self.attempts_failed = 0
+        self._open: list[dict[str, Any]] = []
+        self._open_id = ""
         self._oldest = 0.0
+        self._sealed: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        self._buffered = 0  # open + sealed events
+        self._last_error: BaseException | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
         self._closed = False
         self._thread: threading.Thread | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Events accepted by :meth:`send` and not yet delivered to Redis."""
+        return self._buffered
 
     def send(
         self,
@@ -77,34 +110,63 @@ class Producer:
         timestamp: Any = None,
         event_id: Any = None,
     ) -> Event:
-        """Validate one event and add it to the current batch.
+        """Validate one event and buffer it for delivery.
 
         Raises:
             InvalidEventError: the event is invalid (nothing is buffered).
+            DeliveryError: ``max_buffered`` events already wait for delivery and none was
+                delivered within ``delivery_timeout`` (nothing is buffered).
         """
         event = self.validator.make(user, item, weight, kind, timestamp, event_id)
         self._add(event)
         return event
 
     def send_raw(self, raw: Mapping[str, Any] | str | bytes) -> Event:
-        """Validate one event given as a dict or JSON object and add it to the current batch."""
+        """Like :meth:`send`, for an event given as a dict or a JSON object."""
         event = self.validator.parse(raw)
         self._add(event)
         return event
 
-    def flush(self) -> str | None:
-        """Send the current batch now. Returns its batch id (None if it was empty)."""
+    def flush(self, timeout: float | None = None) -> str | None:
+        """Seal the current batch and wait until every accepted event is delivered.
+
+        Args:
+            timeout: seconds to wait (default ``settings.delivery_timeout``).
+
+        Returns:
+            The id of the batch sealed now (None if none was open).
+
+        Raises:
+            DeliveryError: events were still undelivered at the deadline; they stay
+                buffered and are retried.
+        """
         with self._lock:
-            return self._send_locked()
+            batch_id = self._seal_locked()
+            self._wait_delivered_locked(timeout)
+            return batch_id
 
     def close(self) -> None:
-        """Send what is buffered and stop the linger thread."""
+        """Deliver what is buffered and stop the delivery thread.
+
+        Raises:
+            DeliveryError: events could not be delivered within ``delivery_timeout``;
+                they are dropped (the error says how many).
+        """
+        error: DeliveryError | None = None
         with self._lock:
-            self._send_locked()
-            self._closed = True
-            self._wake.notify_all()
+            if self._closed:
+                return
+            self._seal_locked()
+            try:
+                self._wait_delivered_locked(None)
+            except DeliveryError as exc:
+                error = exc
+            self._closed = True  # the delivery thread drops what is still sealed
+            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join()
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Producer:
         return self
@@ -121,57 +183,128 @@ class Producer:
         with self._lock:
             if self._closed:
                 raise RuntimeError("producer is closed")
-            if not self._buffer:
+            if self._buffered >= self.settings.max_buffered:
+                self._start_thread()
+                deadline = time.monotonic() + self.settings.delivery_timeout
+                while self._buffered >= self.settings.max_buffered:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._closed:
+                        raise DeliveryError(
+                            self._buffered,
+                            f"{self._buffered} events already wait for a Redis that does not "
+                            f"take them ({self._last_error!r}); event {event.event_id} was "
+                            "not accepted",
+                        )
+                    self._changed.wait(left)
+            if not self._open:
                 self._oldest = time.monotonic()
-                self._batch_id = uuid.uuid4().hex
-            self._buffer.append(event.to_dict())
-            if len(self._buffer) >= self.batch_size:
-                self._send_locked()
-            elif self.linger > 0:
-                self._start_linger_thread()
-                self._wake.notify()
+                self._open_id = uuid.uuid4().hex
+            self._open.append(event.to_dict())
+            self._buffered += 1
+            if len(self._open) >= self.batch_size:
+                self._seal_locked()
+            elif self.linger > 0 and len(self._open) == 1:
+                self._start_thread()
+                self._changed.notify_all()
 
-    def _send_locked(self) -> str | None:
-        if not self._buffer:
+    def _seal_locked(self) -> str | None:
+        if not self._open:
             return None
-        # The id is fixed when the batch opens: if enqueue fails after Redis got the job, the
-        # retry sends the same id again and the worker's ledger drops the duplicate.
-        events, batch_id = self._buffer, self._batch_id
-        self.queue.enqueue(
-            JOB_FUNCTION,
-            batch_id,
-            events,
-            job_id=batch_id,
-            description=f"apply_events {batch_id} ({len(events)} events)",
-            result_ttl=0,
-            job_timeout=self.settings.job_timeout,
-            retry=Retry(max=self.settings.job_retries),
-        )
-        self._buffer = []
-        self.batches_sent += 1
-        self.events_sent += len(events)
-        logger.debug("producer: sent batch %s (%d events)", batch_id, len(events))
+        batch_id = self._open_id
+        self._sealed.append((batch_id, self._open))
+        self._open, self._open_id = [], ""
+        self._start_thread()
+        self._changed.notify_all()
         return batch_id
 
-    def _start_linger_thread(self) -> None:
+    def _wait_delivered_locked(self, timeout: float | None) -> None:
+        wait = self.settings.delivery_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while self._sealed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeliveryError(
+                    self._buffered,
+                    f"Redis did not take them within {wait:g} s (last error: {self._last_error!r})",
+                )
+            self._changed.wait(left)
+
+    def _start_thread(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._linger_loop, name="producer-linger", daemon=True
+                target=self._deliver_loop, name="producer-delivery", daemon=True
             )
             self._thread.start()
 
-    def _linger_loop(self) -> None:
+    def _deliver_loop(self) -> None:
+        backoff = BACKOFF_FIRST
         with self._lock:
-            while not self._closed:
-                if not self._buffer:
-                    self._wake.wait()
+            while True:
+                if not self._sealed:
+                    if self._closed:
+                        return
+                    if self._open and self.linger > 0:
+                        left = self._oldest + self.linger - time.monotonic()
+                        if left <= 0:
+                            self._seal_locked()
+                            continue
+                        self._changed.wait(left)
+                    else:
+                        self._changed.wait()
                     continue
-                remaining = self._oldest + self.linger - time.monotonic()
-                if remaining > 0:
-                    self._wake.wait(remaining)
-                    continue
+                if self._closed:  # close() gave up on these and raised DeliveryError
+                    self._sealed.clear()
+                    self._buffered = 0
+                    self._changed.notify_all()
+                    return
+                n = min(len(self._sealed), MAX_BATCHES_PER_CALL)
+                batches = [self._sealed[i] for i in range(n)]
+                self._lock.release()
                 try:
-                    self._send_locked()
-                except redis.RedisError:
-                    logger.exception("producer: sending a batch failed; will retry")
-                    self._wake.wait(self.linger)
+                    self._enqueue(batches)
+                    error = None
+                except (redis.RedisError, OSError) as exc:
+                    error = exc
+                finally:
+                    self._lock.acquire()
+                if error is None:
+                    for _ in batches:
+                        self._sealed.popleft()
+                    delivered = sum(len(events) for _, events in batches)
+                    self._buffered -= delivered
+                    self.batches_sent += len(batches)
+                    self.events_sent += delivered
+                    self._last_error = None
+                    backoff = BACKOFF_FIRST
+                    self._changed.notify_all()
+                    continue
+                self.attempts_failed += 1
+                self._last_error = error
+                logger.warning(
+                    "producer: delivering %d batches failed (%r); retrying in %.2f s",
+                    len(batches),
+                    error,
+                    backoff,
+                )
+                self._changed.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _enqueue(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """Enqueue sealed batches in one transaction (each under its own fixed id)."""
+        settings = self.settings
+        self.queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    JOB_FUNCTION,
+                    args=(batch_id, events),
+                    job_id=batch_id,
+                    description=f"apply_events {batch_id} ({len(events)} events)",
+                    result_ttl=0,
+                    timeout=settings.job_timeout,
+                    retry=Retry(max=settings.job_retries),
+                )
+                for batch_id, events in batches
+            ]
+        )
+        for batch_id, events in batches:
+            logger.debug("producer: sent batch %s (%d events)", batch_id, len(events))

@@ -37,6 +37,12 @@ class Deferring(Protocol):
         """Deferred units of work (0 when none)."""
         ...
 
+    @property
+    def serving(self) -> bool:
+        """Whether work may be deferred (the batch's users are then marked dirty in the
+        state until the work is done)."""
+        ...
+
     def flush(self) -> int:
         """Do the deferred work now."""
         ...
@@ -113,10 +119,23 @@ class EventHandler:
                 dead.append(DeadLetter(str(exc), exc.field, raw, batch_id, now))
         return ParsedBatch(batch_id, valid, dead)
 
-    def handle(self, batch_id: Any, events: Any) -> BatchOutcome:
-        """Validate, apply atomically with the batch id, then run the hooks."""
+    def handle(self, batch_id: Any, events: Any, *, sent_at: float | None = None) -> BatchOutcome:
+        """Validate, apply atomically with the batch id, then run the hooks.
+
+        Args:
+            batch_id: the producer's batch id (a digest of the payload replaces a bad one).
+            events: the raw events.
+            sent_at: when the batch was sent, epoch seconds (default now); the events of a
+                user forgotten after that are dropped.
+        """
         batch = self.parse(batch_id, events)
-        outcome = self.store.apply(batch.batch_id, batch.events, batch.dead_letters)
+        outcome = self.store.apply(
+            batch.batch_id,
+            batch.events,
+            batch.dead_letters,
+            mark_dirty=any(d.serving for d in self.deferring),
+            sent_at=sent_at,
+        )
         if outcome.applied:
             logger.info(
                 "batch %s: applied %d events, %d dead letters, %d users",

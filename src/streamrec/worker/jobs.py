@@ -1,11 +1,15 @@
 """RQ job functions: thin entry points that decode and delegate to the handlers.
 
-Jobs run in a worker process started by :mod:`streamrec.worker.runner`; they receive only
-JSON-serialisable arguments (RQ runs with its JSON serializer).
+Jobs run only in a streamrec worker (:mod:`streamrec.worker.runner`), which binds its
+settings and event handler here before its first job (:func:`bind`), so a job uses the
+worker's settings — command-line flags included — and never reads the environment. They
+receive only JSON arguments (RQ runs with its JSON serializer), and a worker runs no other
+function (:data:`~streamrec.state.queues.ALLOWED_FUNCTIONS`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -16,14 +20,45 @@ from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.settings import Settings
-from streamrec.state.connection import connect
 from streamrec.state.queues import queue
 from streamrec.worker.handlers import EventHandler
 from streamrec.worker.serving import OnlineServing
 from streamrec.worker.training import train_als, train_kmf
 
-#: The handler of each worker connection: (connection, coalescing, handler) by id.
-_handlers: dict[int, tuple[redis.Redis, bool, EventHandler]] = {}
+
+@dataclass(frozen=True)
+class Binding:
+    """What the jobs of this worker process use.
+
+    Attributes:
+        connection: the worker's redis-py client.
+        settings: the worker's settings.
+        handler: the event handler (None for a worker without the events queue).
+    """
+
+    connection: redis.Redis
+    settings: Settings
+    handler: EventHandler | None
+
+
+_bound: Binding | None = None
+
+
+def bind(connection: redis.Redis, settings: Settings, handler: EventHandler | None) -> None:
+    """Make this process's jobs use ``settings`` and ``handler`` (called by the worker)."""
+    global _bound
+    _bound = Binding(connection, settings, handler)
+
+
+def bound() -> Binding:
+    """The worker's binding.
+
+    Raises:
+        ConfigError: no streamrec worker runs in this process.
+    """
+    if _bound is None:
+        raise ConfigError("streamrec jobs run only in a streamrec worker (streamrec worker)")
+    return _bound
 
 
 def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
@@ -33,7 +68,12 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
         A summary: batch id, whether it was applied (False for a redelivery), events applied,
         dead letters and users touched.
     """
-    outcome = _handler().handle(batch_id, events)
+    handler = bound().handler
+    if handler is None:
+        raise ConfigError("this worker does not serve the events queue")
+    job = get_current_job()
+    sent_at = job.created_at.timestamp() if job is not None and job.created_at else None
+    outcome = handler.handle(batch_id, events, sent_at=sent_at)
     return {
         "batch_id": outcome.batch_id,
         "applied": outcome.applied,
@@ -43,49 +83,31 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
     }
 
 
-def _edge() -> tuple[redis.Redis, Settings]:
-    """The worker's connection (or a new one outside a job) and the settings from the env."""
-    settings = Settings.from_env()
-    job = get_current_job()
-    return (job.connection if job is not None else connect(settings)), settings
-
-
-def _handler() -> EventHandler:
-    job = get_current_job()
-    cached = _handlers.get(id(job.connection)) if job is not None else None
-    if job is not None and cached is not None and cached[0] is job.connection:
-        return cached[2]
-    connection, settings = _edge()
-    return prepare(connection, settings)
-
-
 def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = False) -> EventHandler:
-    """The handler that jobs on ``connection`` use, with the active model already loaded
-    (a worker calls this before its first job, so that job does not wait for the load).
+    """The event handler of a worker, with the active models already loaded (a worker calls
+    this before its first job, so that job does not wait for the load).
 
     Args:
         connection: the worker's redis-py client.
         settings: the worker's settings.
         coalesce: defer serving while more event batches are queued; the caller must then
             call the handler's ``flush`` when the queue is empty and before it stops
-            (:class:`~streamrec.worker.runner.CoalescingWorker` does).
+            (:class:`~streamrec.worker.runner.StreamrecWorker` does).
     """
-    cached = _handlers.get(id(connection))
-    if cached is not None and cached[0] is connection and cached[1] == coalesce:
-        return cached[2]
     events = queue(connection, keys.EVENTS_QUEUE).key
     busy = (lambda: bool(connection.llen(events))) if coalesce else None
     online = OnlineServing(connection, settings, busy=busy)
     online.current()
-    handler = EventHandler(connection, settings, hooks=[online.after_batch], deferring=[online])
-    _handlers[id(connection)] = (connection, coalesce, handler)
-    return handler
+    return EventHandler(connection, settings, hooks=[online.after_batch], deferring=[online])
 
 
 def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Retrain ``model`` (``als`` or ``kmf``) from the whole state, publish it and refresh
     every cache entry. ``params`` are the model's option values (as the CLI takes them)."""
-    connection, settings = _edge()
+    binding = bound()
+    connection, settings = binding.connection, binding.settings
+    if not isinstance(params, dict | None):
+        raise ConfigError(f"params must be a JSON object (got {params!r})")
     if model == "als":
         return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()
     if model == "kmf":

@@ -1,13 +1,19 @@
-"""Worker start-up: recover what dead workers left, then run RQ ``SimpleWorker`` processes.
+"""Worker processes: RQ ``SimpleWorker`` s that no data can stop and that outlive Redis.
 
 ``SimpleWorker`` runs jobs in its own process (no fork per job), which is what lets a batch
-of hundreds of events cost a few milliseconds, and later keeps models warm in memory.
-A worker killed mid-job leaves its job in RQ's started registry, or, if it died between
-taking the job off the queue and registering it as started, in the queue's intermediate
-list. RQ itself rescues either only after a minute or more. At start-up we expire the
-executions of workers on this host whose process is gone, so RQ's own clean-up retries them
-now, and push back intermediate entries that no worker registered within a grace period.
-Retrying is always safe: the apply script's ledger makes a batch that was applied a no-op.
+of hundreds of events cost a few milliseconds and keeps models warm in memory. On top of
+it, :class:`StreamrecWorker`
+
+- loads every job it takes itself and sets aside (:mod:`~streamrec.state.quarantine`)
+  whatever RQ cannot load or streamrec did not send, instead of letting RQ's loop quit;
+- heartbeats from a thread, also while a long job runs, so other workers can tell it is
+  alive across hosts (:mod:`~streamrec.worker.recovery`), and every few seconds hands back
+  the jobs of dead workers and serves users a dead worker left unserved;
+- serves its handler's deferred users whenever its queues are empty.
+
+:func:`run_worker` restarts the worker when Redis goes away (restarting the embedded
+server when it is this home's), and gives up with :class:`RedisUnavailableError` after
+``settings.reconnect_timeout``.
 """
 
 from __future__ import annotations
@@ -15,163 +21,351 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
-import uuid
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.executions import Execution
 from rq.job import Job
-from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from streamrec import keys
+from streamrec.errors import RedisUnavailableError
 from streamrec.settings import Settings
-from streamrec.state.queues import queue
+from streamrec.state.connection import EmbeddedRedis
+from streamrec.state.quarantine import Quarantine
+from streamrec.state.queues import SafeJob, queue
+from streamrec.worker import jobs
 from streamrec.worker.handlers import EventHandler
-from streamrec.worker.jobs import prepare
+from streamrec.worker.recovery import load_problem, recover, worker_name
+from streamrec.worker.serving import OnlineServing
 
 logger = logging.getLogger(__name__)
 
-#: Seconds an intermediate-list entry may stay unregistered before it counts as abandoned (a
-#: live worker registers a job within milliseconds of taking it).
-INTERMEDIATE_GRACE = 0.5
+#: Crashes of the work loop in a row (with Redis reachable) after which a worker gives up.
+MAX_CRASHES = 5
 
 
-def worker_name() -> str:
-    """A worker name that records host and pid, so a restarted sibling can tell it died."""
-    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+class StreamrecWorker(SimpleWorker):
+    """A ``SimpleWorker`` hardened as the module doc says.
 
-
-def recover_abandoned(connection: redis.Redis, queue_names: Sequence[str]) -> int:
-    """Hand the jobs of dead workers on this host back to RQ for a retry.
-
-    Returns:
-        How many executions were found abandoned.
+    Args:
+        queues: the RQ queues to serve (from :func:`~streamrec.state.queues.queue`).
+        connection: the worker's redis-py client.
+        settings: heartbeat TTL, dead-letter limit.
+        handler: the event handler, whose deferred work is done when the queues are empty.
+        known_dead: names of this process's earlier workers (see :func:`run_worker`).
     """
-    found = 0
-    for name in queue_names:
-        registry = StartedJobRegistry(queue=queue(connection, name))
-        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-            try:
-                execution = Execution.fetch(execution_id, job_id, connection)
-                owner = execution.worker_name
-            except ValueError:
-                owner = ""  # the execution record expired with its worker
-            if owner and not _is_dead_here(owner):
-                continue
-            composite = f"{job_id}:{execution_id}"
-            connection.zadd(registry.key, {composite: 0}, xx=True)
-            found += 1
-            logger.warning("job %s of dead worker %r handed back for retry", job_id, owner)
-        registry.cleanup()
-        found += _recover_intermediate(connection, name, registry)
-    return found
 
-
-def _recover_intermediate(connection: redis.Redis, name: str, registry: StartedJobRegistry) -> int:
-    q = queue(connection, name)
-
-    def unregistered() -> set[str]:
-        started = {job_id for job_id, _ in registry.get_job_and_execution_ids(cleanup=False)}
-        return set(q.intermediate_queue.get_job_ids()) - started
-
-    stuck = unregistered()
-    if not stuck:
-        return 0
-    time.sleep(INTERMEDIATE_GRACE)
-    stuck &= unregistered()
-    for job_id in stuck:
-        with connection.pipeline() as pipe:
-            pipe.lrem(q.intermediate_queue_key, 1, job_id)
-            q.push_job_id(job_id, pipeline=pipe, at_front=True)
-            pipe.execute()
-        logger.warning(
-            "job %s was taken from queue %s by a worker that died: requeued", job_id, name
+    def __init__(
+        self,
+        queues: Sequence[Queue],
+        *,
+        connection: redis.Redis,
+        settings: Settings,
+        handler: EventHandler | None = None,
+        known_dead: Sequence[str] = (),
+    ) -> None:
+        super().__init__(
+            list(queues),
+            connection=connection,
+            serializer=JSONSerializer,
+            job_class=SafeJob,
+            name=worker_name(),
+            worker_ttl=settings.worker_ttl,
         )
-    return len(stuck)
+        self.settings = settings
+        self.handler = handler
+        self.known_dead = list(known_dead)
+        self.quarantine = Quarantine(connection, settings.dead_letter_limit)
+        self.finished = False  # a burst run found its queues empty
+        self._next_recovery = 0.0
+        self._stop_beating = threading.Event()
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """Seconds one blocking pop waits: a third of the heartbeat TTL."""
+        return max(1, self.worker_ttl // 3)
 
-class CoalescingWorker(SimpleWorker):
-    """A ``SimpleWorker`` that does its handler's deferred work whenever its queues are empty.
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """Extend the worker key by the heartbeat TTL (never longer: a dead worker must be
+        recognised within it, while a job runs too)."""
+        super().heartbeat(self.worker_ttl, pipeline=pipeline)
 
-    The serving hook defers refreshing users while more batches wait (see
-    :mod:`~streamrec.worker.serving`); before blocking for the next job this worker first
-    looks for one without blocking and, finding none, flushes the deferred work. So nothing
-    stays deferred while the worker idles, even when another worker took the jobs it saw.
-    """
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """Run RQ's work loop with the heartbeat thread beside it."""
+        self._stop_beating.clear()
+        beat = threading.Thread(target=self._heartbeats, name="worker-heartbeat", daemon=True)
+        beat.start()
+        try:
+            return bool(super().work(*args, **kwargs))
+        finally:
+            self._stop_beating.set()
 
-    handler: EventHandler | None = None
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's bookkeeping, always taking the job off the intermediate list (RQ does so only
+        for a single queue, but this worker pops every queue through one)."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        """Dequeue the next job, flushing deferred work first if none is waiting."""
-        if self.handler is not None and self.handler.pending:
-            found = super().dequeue_job_and_maintain_ttl(None)
-            if found is not None:
-                return found
-            self.handler.flush()
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        """The next runnable job; entries that cannot run are set aside on the way."""
+        self.set_state(WorkerStatus.IDLE)
+        self.procline("Listening on " + ",".join(self.queue_names()))  # type: ignore[no-untyped-call]
+        idle_since = time.monotonic()
+        while True:
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            self._between_jobs()
+            pending = self.handler is not None and self.handler.pending
+            popped = self._pop(None if pending else timeout)
+            if popped is None:
+                if pending:
+                    assert self.handler is not None
+                    self.handler.flush()  # nothing waits: serve the deferred users now
+                    continue
+                if timeout is None:
+                    self.finished = True
+                    return None
+                if max_idle_time is not None and time.monotonic() - idle_since > max_idle_time:
+                    return None
+                continue
+            loaded = self._load(*popped)
+            if loaded is not None:
+                job, found_on = loaded
+                job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+                self.log.info("Worker %s: %s: %s", self.name, found_on.name, job.id)
+                return loaded
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry clean-up, after ours (which sets aside what RQ would choke on)."""
+        self._recover()
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception:
+            self.log.exception("Worker %s: RQ's maintenance failed; going on", self.name)
+            self.last_cleaned_at = self.last_cleaned_at or _utcnow()
+
+    def _between_jobs(self) -> None:
+        if time.monotonic() >= self._next_recovery:
+            self._recover()
+
+    def _recover(self) -> None:
+        self._next_recovery = time.monotonic() + self.worker_ttl / 3
+        recover(self.connection, self.queue_names(), self.quarantine, self.known_dead)
+        if self.handler is not None:
+            for hook in self.handler.deferring:
+                if isinstance(hook, OnlineServing):
+                    hook.recover()
+
+    def _pop(self, timeout: int | None) -> tuple[Queue, str] | None:
+        """Move the next job id to its queue's intermediate list (blocking up to
+        ``timeout`` seconds on the first queue; None does not block)."""
+        for q in self._ordered_queues:
+            job_id = self.connection.lmove(q.key, q.intermediate_queue_key)
+            if job_id is not None:
+                return q, _text(job_id)
+        if timeout is None:
+            return None
+        first = self._ordered_queues[0]
+        wait = timeout if len(self._ordered_queues) == 1 else min(timeout, 1)
+        job_id = self.connection.blmove(first.key, first.intermediate_queue_key, wait)
+        return None if job_id is None else (first, _text(job_id))
+
+    def _load(self, q: Queue, job_id: str) -> tuple[Job, Queue] | None:
+        problem = load_problem(self.connection, q.name, job_id)
+        if problem == "missing":  # a finished job's leftover id
+            self.connection.lrem(q.intermediate_queue_key, 0, job_id)
+            return None
+        if problem is not None:
+            self.quarantine.set_aside(q.name, job_id, problem, lists=(q.intermediate_queue_key,))
+            return None
+        job = SafeJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        return job, q
+
+    def _heartbeats(self) -> None:
+        """Keep the worker key, and the running job's registry entry, alive."""
+        every = self.worker_ttl / 3
+        while not self._stop_beating.wait(every):
+            try:
+                with self.connection.pipeline() as pipe:
+                    super().heartbeat(self.worker_ttl, pipeline=pipe)
+                    for execution in list(self.executions.values()):
+                        job = execution._job
+                        if job is not None:
+                            ttl = self.get_heartbeat_ttl(job)
+                            execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                    pipe.execute()
+            except Exception:  # the main loop notices a lost Redis; this thread only beats
+                logger.debug("worker %s: heartbeat failed", self.name, exc_info=True)
 
 
-def run_worker(connection: redis.Redis, queue_names: Sequence[str], *, burst: bool = False) -> None:
-    """Run one worker in this process until stopped (or, with ``burst``, until queues empty)."""
-    recover_abandoned(connection, queue_names)
-    worker = CoalescingWorker(
-        [queue(connection, name) for name in queue_names],
-        connection=connection,
-        serializer=JSONSerializer,
-        name=worker_name(),
-    )
-    if keys.EVENTS_QUEUE in queue_names:
-        worker.handler = prepare(connection, Settings.from_env(), coalesce=True)
+def run_worker(
+    connection: redis.Redis,
+    settings: Settings,
+    queue_names: Sequence[str],
+    *,
+    burst: bool = False,
+) -> None:
+    """Run one worker in this process until stopped (or, with ``burst``, until the queues
+    are empty), restarting it when Redis goes away.
+
+    Raises:
+        RedisUnavailableError: Redis stayed unreachable for ``settings.reconnect_timeout``.
+        RuntimeError: the work loop kept crashing with Redis reachable.
+    """
+    known_dead: list[str] = []
+    crashes = 0
+    while True:
+        handler = None
+        if keys.EVENTS_QUEUE in queue_names:
+            handler = jobs.prepare(connection, settings, coalesce=True)
+        jobs.bind(connection, settings, handler)
+        worker = StreamrecWorker(
+            [queue(connection, name) for name in queue_names],
+            connection=connection,
+            settings=settings,
+            handler=handler,
+            known_dead=known_dead,
+        )
+        try:
+            worker.work(burst=burst, logging_level=logging.getLevelName(logger.getEffectiveLevel()))
+            if handler is not None:
+                handler.flush()  # a stopped worker leaves nothing deferred
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            logger.warning("worker %s: lost Redis (%s)", worker.name, exc)
+        if worker.finished or worker._stop_requested:
+            return
+        known_dead.append(worker.name)
+        if _reachable(connection):
+            crashes += 1
+            if crashes >= MAX_CRASHES:
+                raise RuntimeError(f"worker crashed {crashes} times in a row; see the log")
+            time.sleep(min(2.0**crashes * 0.1, 5.0))
+        else:
+            crashes = 0
+            _wait_for_redis(connection, settings)
+        logger.warning("worker: starting again (earlier workers: %s)", ", ".join(known_dead))
+
+
+def _reachable(connection: redis.Redis) -> bool:
     try:
-        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
-    finally:
-        if worker.handler is not None:
-            worker.handler.flush()  # a stopped worker leaves nothing deferred
+        return bool(connection.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def _wait_for_redis(connection: redis.Redis, settings: Settings) -> None:
+    """Wait (with backoff) until Redis answers again; restart the embedded server when this
+    home's has died."""
+    deadline = time.monotonic() + settings.reconnect_timeout
+    wait = 0.1
+    while time.monotonic() < deadline:
+        if settings.redis_url is None:
+            try:
+                EmbeddedRedis(settings.redis_dir).ensure_running()
+            except RedisUnavailableError as exc:
+                logger.warning("worker: cannot restart the embedded Redis yet: %s", exc)
+        if _reachable(connection):
+            return
+        time.sleep(wait)
+        wait = min(wait * 2, 5.0)
+    raise RedisUnavailableError(
+        f"Redis stayed unreachable for {settings.reconnect_timeout:g} s; the worker gives up"
+    )
 
 
 def spawn_workers(
     count: int,
     queue_names: Sequence[str],
+    settings: Settings,
     *,
     burst: bool = False,
-    env: dict[str, str] | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` worker processes (``python -m streamrec worker``) and return them."""
+    """Start ``count`` worker processes (``python -m streamrec worker``) with ``settings``."""
     command = [sys.executable, "-m", "streamrec", "worker", "--processes", "1"]
     for name in queue_names:
         command += ["--queue", name]
     if burst:
         command.append("--burst")
+    # The children inherit this process's environment (PATH, ...) with the settings on top,
+    # so flags given to the parent reach them too.
+    env = {**os.environ, **settings.to_env()}
     return [subprocess.Popen(command, env=env) for _ in range(count)]
 
 
-def stop_workers(children: Sequence[subprocess.Popen[bytes]]) -> None:
-    """Ask worker processes to finish their job and exit (SIGTERM), and wait for them."""
+def stop_workers(children: Sequence[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    """Ask worker processes to finish their job and exit (SIGTERM), and wait for them
+    (SIGKILL after ``timeout`` seconds)."""
     for child in children:
-        child.send_signal(signal.SIGTERM)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for child in children:
-        child.wait()
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
-def _is_dead_here(name: str) -> bool:
-    parts = name.rsplit(".", 2)
-    if len(parts) != 3:
-        return False
-    host, pid_text, _ = parts
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+def supervise(
+    count: int, queue_names: Sequence[str], settings: Settings, *, burst: bool = False
+) -> int:
+    """Run ``count`` worker processes until SIGTERM or SIGINT, which they get too;
+    a child that dies is started again (except in burst mode).
+
+    Returns:
+        The exit status: 0, or the first non-zero status of a child in burst mode.
+    """
+    children = spawn_workers(count, queue_names, settings, burst=burst)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
     try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+        while not stopping.is_set():
+            for n, child in enumerate(children):
+                code = child.poll()
+                if code is None:
+                    continue
+                if burst:
+                    status = status or code
+                    continue
+                logger.warning(
+                    "worker process %d exited with %s: starting another", child.pid, code
+                )
+                children[n] = spawn_workers(1, queue_names, settings)[0]
+            if burst and all(child.poll() is not None for child in children):
+                return status
+            stopping.wait(0.5)
+    finally:
+        stop_workers(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _text(value: Any) -> str:
+    return (
+        value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
+    )
+
+
+def _utcnow() -> Any:
+    from rq.utils import now
+
+    return now()

@@ -23,7 +23,7 @@ from streamrec import keys
 from streamrec.models.als import ImplicitALS
 from streamrec.models.sparse import with_width
 from streamrec.settings import Settings
-from streamrec.state.cache import encode_entry
+from streamrec.state.cache import Entry, encode_entry
 from streamrec.state.matrices import HistoryRows
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
@@ -54,8 +54,6 @@ class Servable(Protocol):
 
 
 M = TypeVar("M", bound=Servable)
-#: One encoded cache entry: (key, JSON).
-Entry = tuple[str, str]
 
 
 class ServedModel(ABC, Generic[M]):
@@ -181,6 +179,7 @@ class ServedModel(ABC, Generic[M]):
                         rounded[n][found].tolist(),
                         why,
                     ),
+                    user,
                 )
             )
         return out

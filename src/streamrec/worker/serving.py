@@ -13,6 +13,12 @@ or when the pending set grows too large or too old. Folding in is a per-batch fi
 plus a small per-user cost, so a worker that falls behind catches up with larger, cheaper
 refreshes instead of piling up latency. A user's entry is computed from their newest
 mirrored history, so deferring never serves an older one.
+
+Durable deferral: while a model is served, the apply script records every user it changes
+in the dirty set (user -> version) and the cache write takes them off once served. A
+worker that dies with users pending leaves them there; :meth:`OnlineServing.recover`
+(run by every worker between jobs) refreshes users who stayed dirty at the same version
+for longer than a grace period.
 """
 
 from __future__ import annotations
@@ -25,14 +31,15 @@ from typing import Any
 import numpy as np
 import redis
 
+from streamrec import keys
 from streamrec.producer.events import Event
 from streamrec.settings import RATING_KIND, Settings
-from streamrec.state.cache import RecommendationCache
+from streamrec.state.cache import Entry, RecommendationCache
 from streamrec.state.histories import BatchOutcome
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
 from streamrec.state.registry import ModelRegistry
-from streamrec.worker.served import Entry, ServedALS, ServedKernelMF, ServedModel
+from streamrec.worker.served import ServedALS, ServedKernelMF, ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +84,9 @@ class OnlineServing:
         self._pending: dict[str, StoredHistory] = {}
         self._rated: set[str] = set()
         self._pending_since = 0.0
+        self._dirty_seen: dict[bytes, bytes] = {}
         self.serves = 0  # batched refreshes run (a coalesced one serves several batches)
+        self.recovered = 0  # users served for a worker that did not
 
     def served(self, name: str) -> ServedModel[Any]:
         """The served model called ``name``."""
@@ -105,6 +114,35 @@ class OnlineServing:
         if time.monotonic() - self._popular_at > POPULAR_EVERY:
             self.cache.write_popular(self.cache.popular_from_counts(self.k))
             self._popular_at = time.monotonic()
+
+    @property
+    def serving(self) -> bool:
+        """Whether a model is served (then applied batches mark their users dirty)."""
+        return any(model.model is not None for model in self.models)
+
+    def recover(self) -> int:
+        """Serve users left dirty by a worker that died before serving them.
+
+        A user counts as left behind when the dirty set held them at the same version at
+        the previous call too (the caller spaces calls well beyond the deferral bound), and
+        this worker does not hold them pending. Returns the users served.
+        """
+        dirty: dict[bytes, bytes] = self.cache.connection.hgetall(keys.dirty_key())  # type: ignore[assignment]
+        stale = [
+            user.decode()
+            for user, version in dirty.items()
+            if self._dirty_seen.get(user) == version and user.decode() not in self._pending
+        ]
+        self._dirty_seen = dirty
+        if not stale:
+            return 0
+        logger.warning("serving %d users a stopped worker left unserved", len(stale))
+        if not self.current():
+            self.cache.write_encoded([], [(user, int(dirty[user.encode()])) for user in stale])
+            return 0
+        self._serve(self.reader.rows(stale), None)
+        self.recovered += len(stale)
+        return len(stale)
 
     @property
     def pending(self) -> int:
@@ -152,6 +190,7 @@ class OnlineServing:
         users when None)."""
         self.serves += 1
         entries: list[Entry] = []
+        done = [(user, int(v)) for user, v in zip(rows.users, rows.versions, strict=True)]
         for served in self.models:
             if served.model is None:
                 continue
@@ -162,4 +201,4 @@ class OnlineServing:
                     continue
                 subset = rows.subset(np.array(picked))
             entries += served.entries(subset)
-        return self.cache.write_encoded(entries) if entries else 0
+        return self.cache.write_encoded(entries, done)
