@@ -13,7 +13,7 @@ from streamrec.errors import InvalidEventError
 from streamrec.producer.producer import Producer
 from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
-from streamrec.state.histories import HistoryStore
+from streamrec.state.erasure import forget_user
 from streamrec.worker.runner import run_worker, supervise
 from streamrec.worker.status import collect_status
 
@@ -135,14 +135,15 @@ def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> Non
 @click.argument("user")
 @pass_app
 def forget(app: AppContext, user: str) -> None:
-    """Delete every trace of USER: history, ids, cached lists, dead letters."""
-    cache_keys = keys.user_cache_keys(user, keys.MODELS)
-    existed = HistoryStore(app.connection, app.settings).forget(user, extra_keys=cache_keys)
-    scrubbed = DeadLetterStore(app.connection).scrub_user(user)
-    if existed or scrubbed:
-        app.console.print(f"forgot {user} ({scrubbed} dead letters removed)")
-    else:
-        app.console.print(f"{user} was not known")
+    """Delete every trace of USER: history, ids, cached lists, queued events, dead letters."""
+    report = forget_user(app.connection, app.settings, user)
+    if not report.found:
+        app.console.print(f"{user} was not known; nothing changed")
+        return
+    app.console.print(
+        f"forgot {user} ({report.queued_events} queued events in {report.jobs} jobs, "
+        f"{report.dead_letters} dead letters, {report.quarantined} quarantined jobs removed)"
+    )
 
 
 @click.group()

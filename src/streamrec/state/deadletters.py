@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 import redis
 
@@ -25,9 +27,10 @@ class DeadLetterStore:
         return int(self.connection.llen(keys.dead_letters_key()))
 
     def recent(self, limit: int = 100) -> list[DeadLetter]:
-        """The newest ``limit`` entries (all when ``limit`` ≤ 0)."""
+        """The newest ``limit`` entries (all when ``limit`` ≤ 0); an entry that is not a
+        dead letter is shown as one whose reason says so."""
         raw = self.connection.lrange(keys.dead_letters_key(), 0, limit - 1 if limit > 0 else -1)
-        return [DeadLetter.from_json(item) for item in raw]
+        return [_read(item) for item in raw]
 
     def take_all(self) -> list[DeadLetter]:
         """Remove and return every entry, oldest first (for a retry)."""
@@ -35,7 +38,7 @@ class DeadLetterStore:
             pipe.lrange(keys.dead_letters_key(), 0, -1)
             pipe.delete(keys.dead_letters_key())
             raw, _ = pipe.execute()
-        return [DeadLetter.from_json(item) for item in reversed(raw)]
+        return [_read(item) for item in reversed(raw)]
 
     def put_back(self, letters: list[DeadLetter]) -> None:
         """Return entries to the list (those a retry could still not apply)."""
@@ -43,12 +46,30 @@ class DeadLetterStore:
             self.connection.lpush(keys.dead_letters_key(), *(d.to_json() for d in letters))
 
     def scrub_user(self, user: str) -> int:
-        """Delete every entry whose payload names ``user``; returns how many."""
+        """Delete every entry whose event is one of ``user`` (its ``user`` field is exactly
+        ``user``, the event given as an object or as JSON text); returns how many."""
         removed = 0
         for raw in self.connection.lrange(keys.dead_letters_key(), 0, -1):
-            payload = DeadLetter.from_json(raw).payload
-            if (isinstance(payload, Mapping) and payload.get("user") == user) or (
-                isinstance(payload, str) and user in payload
-            ):
+            letter = _read(raw)
+            if _event_user(letter.payload) == user:
                 removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))  # type: ignore[arg-type]
         return removed
+
+
+def _read(raw: bytes | str) -> DeadLetter:
+    """A stored entry, or a stand-in naming what is wrong with it."""
+    try:
+        return DeadLetter.from_json(raw)
+    except (ValueError, KeyError, TypeError):
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        return DeadLetter("unreadable dead-letter entry", "payload", text[:1000], "", 0.0)
+
+
+def _event_user(payload: Any) -> Any:
+    """The ``user`` field of an event given as a mapping or as JSON text (else None)."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    return payload.get("user") if isinstance(payload, Mapping) else None

@@ -73,7 +73,7 @@ if call('HLEN', KEYS[12]) > 0 then
   for u = 1, n_users do
     if found[u] then
       local at, version = string.match(found[u], '^(%d+) (%d+)$')
-      if sent <= tonumber(at) then tombs[u] = {true, version} else tombs[u] = {false, version} end
+      tombs[u] = {sent < tonumber(at), version}
     end
   end
 end
