@@ -7,11 +7,17 @@ from typing import Any
 import redis
 
 from streamrec import keys
+from streamrec.models.als import ALSParams
+from streamrec.producer.synthetic import SyntheticConfig
 from streamrec.settings import Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import Vocabulary
 from streamrec.worker.runner import run_worker
+
+#: A small ALS model of planted tastes (the ``trained`` fixture in conftest.py).
+ALS_PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)
+ALS_CONFIG = SyntheticConfig(n_users=150, n_items=120, n_groups=4, events_per_user=15, in_group=0.9)
 
 
 def drain(conn: redis.Redis, settings: Settings, queue_name: str = keys.EVENTS_QUEUE) -> None:

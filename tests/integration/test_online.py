@@ -12,10 +12,8 @@ from click.testing import CliRunner
 
 from streamrec import keys
 from streamrec.cli import cli
-from streamrec.models.als import ALSParams
-from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import SyntheticConfig, generate, item_id
+from streamrec.producer.synthetic import generate, item_id
 from streamrec.settings import Settings
 from streamrec.state.cache import (
     CacheEntry,
@@ -31,19 +29,9 @@ from streamrec.worker.runner import StreamrecWorker
 from streamrec.worker.served import ServedALS
 from streamrec.worker.serving import OnlineServing
 from streamrec.worker.training import train_als
+from tests.integration.helpers import ALS_CONFIG as CONFIG
+from tests.integration.helpers import ALS_PARAMS as PARAMS
 from tests.integration.helpers import drain
-
-PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)
-CONFIG = SyntheticConfig(n_users=150, n_items=120, n_groups=4, events_per_user=15, in_group=0.9)
-
-
-@pytest.fixture
-def trained(redis_conn: redis.Redis, settings: Settings) -> dict[str, int]:
-    data = generate(CONFIG)
-    BulkLoader(redis_conn, settings).load_events(data.events, "synthetic")
-    report = train_als(redis_conn, settings, PARAMS)
-    assert report.refreshed == CONFIG.n_users
-    return data.item_group
 
 
 def test_a_new_user_gets_a_personal_list_from_their_plays(
