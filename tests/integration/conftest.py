@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import redis
 
 from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.synthetic import generate
 from streamrec.settings import Settings
+from streamrec.state.connection import stop_embedded
 from streamrec.worker.training import train_als
 from tests.integration.helpers import ALS_CONFIG, ALS_PARAMS
 
@@ -20,3 +30,40 @@ def trained(redis_conn: redis.Redis, settings: Settings) -> dict[str, int]:
     report = train_als(redis_conn, settings, ALS_PARAMS)
     assert report.refreshed == ALS_CONFIG.n_users
     return data.item_group
+
+
+@pytest.fixture
+def private_settings() -> Iterator[Settings]:
+    """Settings of an embedded Redis of this test's own (short) home, for tests that break
+    the server (kill it, pause it, make it sleep): never the session's shared server, and
+    independent of STREAMREC_REDIS_URL."""
+    home = Path(tempfile.mkdtemp(prefix="sr-", dir="/tmp"))
+    settings = Settings(home=home, socket_timeout=0.5, connect_timeout=0.5)
+    try:
+        yield settings
+    finally:
+        with contextlib.suppress(Exception):
+            stop_embedded(settings)
+        kill_server(settings)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def kill_server(settings: Settings) -> bool:
+    """SIGKILL the embedded server of ``settings`` (no shutdown, no save); True if it ran."""
+    pid_file = settings.redis_dir / "redis.pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"redis-server {pid} survived SIGKILL")

@@ -11,10 +11,13 @@ Delivery contract:
   an enqueue whose reply was lost (Redis may have executed it) is retried safely: the
   worker's ledger applies a batch id once. Events sent meanwhile open a new batch.
 - Failed deliveries are retried with bounded exponential backoff, across lost replies,
-  timeouts and server restarts. :meth:`Producer.flush` waits for every accepted event to be
-  delivered and raises :class:`~streamrec.errors.DeliveryError` (naming how many were not)
-  after ``settings.delivery_timeout``; the events stay buffered and later flushes retry
-  them. :meth:`Producer.close` flushes, then drops what it could not deliver and says so.
+  timeouts and server restarts. When the server turns out to have restarted (its run id
+  changed), the batches delivered in the last :data:`RESEND_WINDOW` seconds are sent
+  again, in case the server lost them with its last unsynced writes.
+- :meth:`Producer.flush` waits for every accepted event to be delivered and raises
+  :class:`~streamrec.errors.DeliveryError` (naming how many were not) after
+  ``settings.delivery_timeout``; the events stay buffered and later flushes retry them.
+  :meth:`Producer.close` flushes, then drops what it could not deliver and says so.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ MAX_BATCHES_PER_CALL = 20
 #: Backoff between delivery attempts: first and largest wait, seconds.
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 1.0
+#: Seconds delivered batches are kept to be sent again if the Redis server restarted: a
+#: server that crashed may have lost the last second of writes it acknowledged (AOF with
+#: ``appendfsync everysec``); the ledger makes a batch sent twice count once.
+RESEND_WINDOW = 5.0
 
 
 class Producer:
@@ -85,6 +92,9 @@ class Producer:
         self.batches_sent = 0
         self.events_sent = 0
         self.attempts_failed = 0
+        self.batches_resent = 0
+        self._recent: deque[tuple[float, tuple[str, list[dict[str, Any]]]]] = deque()
+        self._run_id: str | None = None
         self._open: list[dict[str, Any]] = []
         self._open_id = ""
         self._oldest = 0.0
@@ -238,6 +248,7 @@ class Producer:
 
     def _deliver_loop(self) -> None:
         backoff = BACKOFF_FIRST
+        suspect = False  # the last attempt failed: the server may have restarted
         with self._lock:
             while True:
                 if not self._sealed:
@@ -260,16 +271,29 @@ class Producer:
                 n = min(len(self._sealed), MAX_BATCHES_PER_CALL)
                 batches = [self._sealed[i] for i in range(n)]
                 self._lock.release()
+                run_id, restarted = self._run_id, False
                 try:
-                    self._enqueue(batches)
+                    if suspect or run_id is None:
+                        run_id = str(self.queue.connection.info("server")["run_id"])
+                        restarted = self._run_id is not None and run_id != self._run_id
+                    if not restarted:
+                        self._enqueue(batches)
                     error = None
                 except (redis.RedisError, OSError) as exc:
                     error = exc
                 finally:
                     self._lock.acquire()
+                if error is None and restarted:
+                    self._resend_recent_locked(run_id)
+                    continue
                 if error is None:
-                    for _ in batches:
+                    self._run_id, suspect = run_id, False
+                    now = time.monotonic()
+                    for batch in batches:
                         self._sealed.popleft()
+                        self._recent.append((now, batch))
+                    while self._recent and self._recent[0][0] < now - RESEND_WINDOW:
+                        self._recent.popleft()
                     delivered = sum(len(events) for _, events in batches)
                     self._buffered -= delivered
                     self.batches_sent += len(batches)
@@ -279,6 +303,7 @@ class Producer:
                     self._changed.notify_all()
                     continue
                 self.attempts_failed += 1
+                suspect = True
                 self._last_error = error
                 logger.warning(
                     "producer: delivering %d batches failed (%r); retrying in %.2f s",
@@ -288,6 +313,20 @@ class Producer:
                 )
                 self._changed.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _resend_recent_locked(self, run_id: str | None) -> None:
+        """The server restarted: queue the recently delivered batches again (first)."""
+        now = time.monotonic()
+        again = [batch for at, batch in self._recent if at >= now - RESEND_WINDOW]
+        self._recent.clear()
+        self._run_id = run_id
+        for batch in reversed(again):
+            self._sealed.appendleft(batch)
+            self._buffered += len(batch[1])
+        self.batches_resent += len(again)
+        logger.warning(
+            "producer: the Redis server restarted; sending the last %d batches again", len(again)
+        )
 
     def _enqueue(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
         """Enqueue sealed batches in one transaction (each under its own fixed id)."""

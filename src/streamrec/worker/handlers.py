@@ -117,6 +117,10 @@ class EventHandler:
                 valid.append(self.validator.parse(raw))
             except InvalidEventError as exc:
                 dead.append(DeadLetter(str(exc), exc.field, raw, batch_id, now))
+            except Exception as exc:  # a validator bug must not lose the rest of the batch
+                logger.exception("batch %s: the validator failed on an event", batch_id)
+                reason = f"payload could not be validated ({type(exc).__name__}: {exc})"
+                dead.append(DeadLetter(reason, "payload", raw, batch_id, now))
         return ParsedBatch(batch_id, valid, dead)
 
     def handle(self, batch_id: Any, events: Any, *, sent_at: float | None = None) -> BatchOutcome:

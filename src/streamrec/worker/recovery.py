@@ -26,6 +26,7 @@ from functools import cache
 from pathlib import Path
 
 import redis
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -38,6 +39,10 @@ from streamrec.state.queues import JOB_ID, SafeJob, queue
 from streamrec.state.scripts import script
 
 logger = logging.getLogger(__name__)
+
+#: What the broad handlers below never swallow: a lost Redis (the worker reconnects) and a
+#: stop request (RQ raises it from its signal handler, wherever the worker is).
+_PASS_THROUGH = (redis.ConnectionError, redis.TimeoutError, StopRequested)
 
 #: Seconds an intermediate-list entry may stay unregistered before it counts as abandoned (a
 #: live worker registers a job within milliseconds of taking it).
@@ -118,7 +123,7 @@ def recover(
             job_id, _, execution_id = composite.partition(":")
             try:
                 owner = Execution.fetch(execution_id, job_id, connection).worker_name
-            except redis.ConnectionError:
+            except _PASS_THROUGH:
                 raise
             except Exception:  # the execution record expired with its worker, or is garbage
                 owner = ""
@@ -134,7 +139,7 @@ def recover(
                 found += 1
         try:
             registry.cleanup()  # RQ retries (or fails) what is expired, and what was marked so
-        except redis.ConnectionError:
+        except _PASS_THROUGH:
             raise
         except Exception:
             logger.exception("queue %s: cleaning up the started registry failed", name)
@@ -169,7 +174,7 @@ def load_problem(connection: redis.Redis, queue_name: str, job_id: str) -> str |
     try:
         job = SafeJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
         assert isinstance(job, SafeJob)
-    except redis.ConnectionError:
+    except _PASS_THROUGH:
         raise
     except Exception as exc:
         if not connection.exists(Job.key_for(job_id)):
@@ -181,6 +186,8 @@ def load_problem(connection: redis.Redis, queue_name: str, job_id: str) -> str |
         job.check()
     except ForbiddenJobError as exc:
         return exc.reason
+    except _PASS_THROUGH:
+        raise
     except Exception as exc:
         return f"RQ cannot read its data: {type(exc).__name__}: {exc}"
     return None

@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
@@ -150,7 +151,7 @@ class StreamrecWorker(SimpleWorker):
         self._recover()
         try:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, StopRequested):
             raise
         except Exception:
             self.log.exception("Worker %s: RQ's maintenance failed; going on", self.name)
@@ -244,7 +245,7 @@ def run_worker(
                 handler.flush()  # a stopped worker leaves nothing deferred
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             logger.warning("worker %s: lost Redis (%s)", worker.name, exc)
-        if worker.finished or worker._stop_requested:
+        if worker.finished or worker._stop_requested or worker._shutdown_requested_date:
             return
         known_dead.append(worker.name)
         if _reachable(connection):
