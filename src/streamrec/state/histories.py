@@ -378,10 +378,15 @@ def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` if it is JSON, else text that shows it (never raises: a payload too deep,
+    or with an int too long to print, is still dead-lettered)."""
     try:
         json.dumps(value, allow_nan=False)
         return value
-    except (TypeError, ValueError):
+    except Exception:
         if isinstance(value, bytes | bytearray):
-            return value.decode("utf-8", errors="replace")
-        return repr(value)
+            return bytes(value[:100_000]).decode("utf-8", errors="replace")
+        try:
+            return repr(value)[:100_000]
+        except Exception:
+            return f"<a {type(value).__name__} that cannot be shown>"
