@@ -2,10 +2,14 @@
 Redis Streams rate (pipelined XADD, then XREADGROUP + XACK of the same events) on the same
 server in the same run.
 
-    python bench/ingest.py [--events 200000] [--batch-size 500] [--repeat 3]
+    python bench/ingest.py [--events 200000] [--batch-size 500] [--repeat 3] [--huge 200000]
 
 Each repetition runs the raw ceiling, then 1 worker, then 2 workers; the figures printed at
 the end are medians over the repetitions (this 2-core VM varies by ±20% from run to run).
+Then one job of ``--huge`` events (what a careless or hostile client could enqueue) is
+applied by one worker, and the longest single Redis call of every phase is printed (from
+SLOWLOG): a worker splits a batch into calls of ``STREAMREC_MAX_CALL_EVENTS`` events, so
+no call blocks the server for long.
 
 Uses the embedded Redis under a temporary home unless STREAMREC_REDIS_URL is set (its
 database is flushed). The events come from the synthetic generator, in time order, so a
@@ -94,11 +98,48 @@ def through_streamrec(
     return enqueued - start, now - enqueued, now - first
 
 
+def slow_calls_reset(conn: redis.Redis) -> None:
+    """Log every call of 1 ms or more from now on."""
+    conn.config_set("slowlog-log-slower-than", 1000)
+    conn.config_set("slowlog-max-len", 100_000)
+    conn.slowlog_reset()
+
+
+def longest_call(conn: redis.Redis) -> tuple[float, str]:
+    """The longest call logged since :func:`slow_calls_reset`: milliseconds, command."""
+    entries = conn.slowlog_get(100_000)
+    if not entries:
+        return 0.0, "-"
+    worst = max(entries, key=lambda e: e["duration"])
+    command = worst["command"]
+    name = command.decode(errors="replace") if isinstance(command, bytes) else str(command)
+    return worst["duration"] / 1000, name.split(" ")[0]
+
+
+def huge_job(
+    conn: redis.Redis, settings: Settings, events: list[dict[str, object]], env: dict[str, str]
+) -> tuple[float, float, str]:
+    """Seconds for one worker to apply a single job of all ``events``, and the longest call."""
+    from streamrec.state.queues import APPLY_EVENTS, queue
+
+    conn.flushdb()
+    queue(conn).enqueue(APPLY_EVENTS, "huge", events, job_timeout=3600)
+    slow_calls_reset(conn)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "streamrec", "worker", "--burst"], env=env, check=True)
+    seconds = time.perf_counter() - start
+    applied = read_counts(conn).events_applied
+    assert applied == len(events), applied
+    ms, command = longest_call(conn)
+    return seconds, ms, command
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--huge", type=int, default=200_000, help="events of the one big job")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="streamrec-bench-"))
@@ -119,6 +160,7 @@ def main() -> None:
         print(f"{n:,} events, {n_users:,} users, batch {settings.batch_size}, redis {version}")
 
         runs: dict[str, list[float]] = {}
+        slow_calls_reset(conn)
         for rep in range(args.repeat):
             t_add, t_read = raw_streams(conn, events)
             raw = n / (t_add + t_read)
@@ -153,6 +195,15 @@ def main() -> None:
             )
         counts = read_counts(conn)
         assert counts.events_applied == n, counts  # the last run applied every event
+        ms, command = longest_call(conn)
+        print(f"longest Redis call during the runs above: {ms:.1f} ms ({command})")
+        big = [e.to_dict() for e in data.events[: args.huge]]
+        seconds, ms, command = huge_job(conn, settings, big, env)
+        print(
+            f"one job of {len(big):,} events: applied in {seconds:.1f} s by one worker; "
+            f"longest Redis call {ms:.1f} ms ({command}); max_call_events "
+            f"{settings.max_call_events}"
+        )
     finally:
         conn.close()
         if settings.redis_url is None:
