@@ -115,3 +115,24 @@ def test_sums_saturate_so_training_never_meets_an_infinity(
     assert all(math.isfinite(v) for v in stored_numbers(redis_conn))
     report = train_als(redis_conn, generous, ALSParams(factors=4, iterations=3))
     assert report.version == 1
+
+
+def test_events_whose_sum_would_overflow_never_break_training(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """Each weight is finite, yet ×4 (purchase) or summed twice it is past float64: such
+    events are dead-lettered and training goes on for everyone."""
+    from streamrec.state.queues import APPLY_EVENTS, queue
+    from tests.integration.helpers import drain
+
+    batch = [
+        {"user": "whale", "item": "pearl", "weight": 1e308, "kind": "purchase"},
+        {"user": "whale", "item": "shell", "weight": 1e308},
+        {"user": "whale", "item": "shell", "weight": 1e308},
+    ]
+    batch += [{"user": f"u{k}", "item": f"i{k % 4}"} for k in range(8)]
+    queue(redis_conn).enqueue(APPLY_EVENTS, "overflow", batch)
+    drain(redis_conn, settings)
+    assert read_counts(redis_conn).dead_letters == 3
+    assert all(math.isfinite(v) for v in stored_numbers(redis_conn))
+    assert train_als(redis_conn, settings, ALSParams(factors=4, iterations=3)).version == 1
