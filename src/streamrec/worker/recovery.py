@@ -155,7 +155,7 @@ def _loadable(
     lists: tuple[str, ...],
 ) -> bool:
     """Whether ``job_id`` is a streamrec job RQ can load; if not, it is set aside."""
-    reason = load_problem(connection, queue_name, job_id)
+    _, reason = load_job(connection, queue_name, job_id)
     if reason is None:
         return True
     if reason != "missing":
@@ -166,11 +166,14 @@ def _loadable(
     return False
 
 
-def load_problem(connection: redis.Redis, queue_name: str, job_id: str) -> str | None:
-    """Why ``job_id`` cannot run on ``queue_name`` (None if it can; ``"missing"`` when its
-    job key no longer exists, as for a finished job's leftover id)."""
+def load_job(
+    connection: redis.Redis, queue_name: str, job_id: str
+) -> tuple[SafeJob | None, str | None]:
+    """Load ``job_id`` found on ``queue_name``: ``(job, None)`` if it can run there, else
+    ``(None, why not)``, where the reason ``"missing"`` means its job key no longer exists
+    (as for a finished job's leftover id)."""
     if not JOB_ID.fullmatch(job_id):
-        return f"job id {job_id!r} is not a streamrec job id"
+        return None, f"job id {job_id!r} is not a streamrec job id"
     try:
         job = SafeJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
         assert isinstance(job, SafeJob)
@@ -178,19 +181,19 @@ def load_problem(connection: redis.Redis, queue_name: str, job_id: str) -> str |
         raise
     except Exception as exc:
         if not connection.exists(Job.key_for(job_id)):
-            return "missing"
-        return f"RQ cannot load it: {type(exc).__name__}: {exc}"
+            return None, "missing"
+        return None, f"RQ cannot load it: {type(exc).__name__}: {exc}"
     if job.origin != queue_name:
-        return f"it names queue {job.origin!r} but was found on {queue_name!r}"
+        return None, f"it names queue {job.origin!r} but was found on {queue_name!r}"
     try:
         job.check()
     except ForbiddenJobError as exc:
-        return exc.reason
+        return None, exc.reason
     except _PASS_THROUGH:
         raise
     except Exception as exc:
-        return f"RQ cannot read its data: {type(exc).__name__}: {exc}"
-    return None
+        return None, f"RQ cannot read its data: {type(exc).__name__}: {exc}"
+    return job, None
 
 
 def _recover_intermediate(

@@ -44,7 +44,7 @@ from streamrec.state.quarantine import Quarantine
 from streamrec.state.queues import SafeJob, queue
 from streamrec.worker import jobs
 from streamrec.worker.handlers import EventHandler
-from streamrec.worker.recovery import load_problem, recover, worker_name
+from streamrec.worker.recovery import load_job, recover, worker_name
 from streamrec.worker.serving import OnlineServing
 
 logger = logging.getLogger(__name__)
@@ -184,14 +184,14 @@ class StreamrecWorker(SimpleWorker):
         return None if job_id is None else (first, _text(job_id))
 
     def _load(self, q: Queue, job_id: str) -> tuple[Job, Queue] | None:
-        problem = load_problem(self.connection, q.name, job_id)
+        job, problem = load_job(self.connection, q.name, job_id)
         if problem == "missing":  # a finished job's leftover id
             self.connection.lrem(q.intermediate_queue_key, 0, job_id)
             return None
-        if problem is not None:
+        if job is None:
+            assert problem is not None
             self.quarantine.set_aside(q.name, job_id, problem, lists=(q.intermediate_queue_key,))
             return None
-        job = SafeJob.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         return job, q
 
     def _heartbeats(self) -> None:
