@@ -5,9 +5,13 @@ a real server; none patches a method."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
@@ -181,3 +185,29 @@ def test_flush_gives_up_on_a_frozen_server_within_its_timeout(private_settings: 
     producer.close()
     drain(conn, private_settings)
     assert read_counts(conn).events_applied == 5
+
+
+@pytest.mark.slow
+def test_replay_survives_a_server_killed_and_restarted_mid_stream(
+    private_settings: Settings, tmp_path: Path
+) -> None:
+    rows = [f"u{n % 9},i{n},1,{1_700_000_000 + n}" for n in range(1500)]
+    data = tmp_path / "plays.csv"
+    data.write_text("user,item,weight,timestamp\n" + "\n".join(rows) + "\n")
+    env = {**os.environ, **private_settings.to_env()}
+    conn = connect(private_settings)
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "streamrec", "replay", str(data), "--format", "csv",
+         "--rate", "1000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(0.7)
+    assert kill_server(private_settings)
+    time.sleep(0.5)
+    EmbeddedRedis(private_settings.redis_dir).ensure_running()
+    _, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err.decode()[-2000:]
+    drain(conn, private_settings)
+    store = HistoryStore(conn, private_settings)
+    values = Counter(store.get(f"u{n % 9}").interactions.get(f"i{n}", 0.0) for n in range(1500))
+    assert values == Counter({1.0: 1500})
