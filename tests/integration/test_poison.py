@@ -3,6 +3,7 @@ not send are set aside with their reason, never run, never pushed back."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import pytest
 import redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
+from click.testing import CliRunner
 from rq.serializers import JSONSerializer
 
 from streamrec import keys
+from streamrec.cli import cli
 from streamrec.producer.producer import Producer
 from streamrec.settings import Settings
 from streamrec.state.quarantine import Quarantine
@@ -88,6 +91,10 @@ def test_poison_entries_are_set_aside_and_the_batches_behind_them_are_applied(
     q = queue(redis_conn)
     assert q.count == 0 and q.intermediate_queue.get_job_ids() == []
     assert not redis_conn.exists("rq:job:runsos")  # set aside: nothing left to run
+    shown = CliRunner().invoke(cli, ["quarantine", "--limit", "0"], catch_exceptions=False)
+    assert "Quarantine (7)" in shown.output and "os.system" in shown.output
+    status = CliRunner().invoke(cli, ["status", "--json"], catch_exceptions=False)
+    assert json.loads(status.output)["state"]["quarantined"] == 7
 
 
 def test_a_worker_process_exits_zero_only_after_applying_everything(

@@ -58,6 +58,7 @@ def _register() -> None:
         operate.worker,
         operate.status,
         operate.dead_letters,
+        operate.quarantine,
         operate.forget,
         operate.server,
         datasets.datasets,

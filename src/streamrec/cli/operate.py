@@ -14,6 +14,7 @@ from streamrec.producer.producer import Producer
 from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.erasure import forget_user
+from streamrec.state.quarantine import Quarantine
 from streamrec.worker.runner import run_worker, supervise
 from streamrec.worker.status import collect_status
 
@@ -91,6 +92,9 @@ def status(app: AppContext, as_json: bool) -> None:
         ("batches applied", s.batches_applied),
         ("redelivered batches skipped", s.batches_duplicate),
         ("dead letters", s.dead_letters),
+        ("queue entries set aside (quarantine)", s.quarantined),
+        ("events dropped: user forgotten", s.dropped_forgotten),
+        ("users waiting to be served", s.unserved),
     ):
         state.add_row(label, f"{value:,}")
     app.console.print(state)
@@ -127,6 +131,34 @@ def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> Non
     for letter in letters:
         table.add_row(
             letter.batch_id[:18], letter.field, letter.reason, json.dumps(letter.payload)[:60]
+        )
+    app.console.print(table)
+
+
+@click.command()
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Entries to show (0: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@pass_app
+def quarantine(app: AppContext, limit: int, as_json: bool) -> None:
+    """Show the queue entries set aside unrun, and why (not streamrec jobs, or unreadable)."""
+    store = Quarantine(app.connection)
+    entries = store.entries(limit)
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry))
+        return
+    table = Table("queue", "job", "reason", title=f"Quarantine ({store.count()})")
+    for entry in entries:
+        table.add_row(
+            str(entry.get("queue", "?")),
+            str(entry.get("job_id", entry.get("unreadable", "?")))[:40],
+            str(entry.get("reason", "unreadable entry")),
         )
     app.console.print(table)
 

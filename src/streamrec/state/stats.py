@@ -21,6 +21,10 @@ class StateCounts:
         batches_duplicate: redelivered batches that were recognised and skipped.
         dead_letters: entries now in the dead-letter list.
         dead_lettered_total: events ever dead-lettered.
+        quarantined: queue entries set aside unrun (not streamrec jobs, or unreadable).
+        dropped_forgotten: events dropped because their user was forgotten after they
+            were sent.
+        unserved: users whose newest history no worker has served yet.
     """
 
     users: int
@@ -30,6 +34,9 @@ class StateCounts:
     batches_duplicate: int
     dead_letters: int
     dead_lettered_total: int
+    quarantined: int = 0
+    dropped_forgotten: int = 0
+    unserved: int = 0
 
 
 def read_counts(connection: redis.Redis) -> StateCounts:
@@ -39,7 +46,9 @@ def read_counts(connection: redis.Redis) -> StateCounts:
         pipe.hlen(keys.vocab_key("items"))
         pipe.hgetall(keys.stats_key())
         pipe.llen(keys.dead_letters_key())
-        users, items, stats, dead = pipe.execute()
+        pipe.llen(keys.quarantine_key())
+        pipe.hlen(keys.dirty_key())
+        users, items, stats, dead, quarantined, unserved = pipe.execute()
 
     def stat(name: str) -> int:
         return int(stats.get(name.encode(), 0))
@@ -52,4 +61,7 @@ def read_counts(connection: redis.Redis) -> StateCounts:
         batches_duplicate=stat("batches_duplicate"),
         dead_letters=int(dead),
         dead_lettered_total=stat("dead_letters"),
+        quarantined=int(quarantined),
+        dropped_forgotten=stat("dropped_forgotten"),
+        unserved=int(unserved),
     )
