@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from rq import Queue
 from rq.registry import StartedJobRegistry
-from click.testing import CliRunner
 from rq.serializers import JSONSerializer
 
 from streamrec import keys
