@@ -15,7 +15,7 @@ from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.erasure import forget_user
 from streamrec.state.quarantine import Quarantine
-from streamrec.worker.runner import run_worker, supervise
+from streamrec.worker.runner import run_worker, supervise, worker_connection
 from streamrec.worker.status import collect_status
 
 
@@ -52,7 +52,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
     )
     if processes == 1:
         try:
-            run_worker(app.connection, app.settings, queues, burst=burst)
+            run_worker(worker_connection(app.settings), app.settings, queues, burst=burst)
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
         return

@@ -99,14 +99,21 @@ def recover(
     queue_names: Sequence[str],
     quarantine: Quarantine,
     known_dead: Collection[str] = (),
+    seen: dict[str, set[str]] | None = None,
 ) -> int:
     """Hand the jobs of dead workers back to RQ; set aside entries no worker can run.
+
+    An entry of a queue's intermediate list that no worker registered as started is
+    abandoned when it is still there a moment later: with ``seen`` (what the previous call
+    found, updated in place) when it was there at the previous call too, which spares a
+    periodic caller any waiting; without, after :data:`INTERMEDIATE_GRACE` seconds.
 
     Args:
         connection: a redis-py client.
         queue_names: the queues to look after.
         quarantine: where unloadable or foreign entries go.
         known_dead: names of workers of this process that stopped (they look alive).
+        seen: unregistered intermediate entries per queue at the previous call.
 
     Returns:
         How many jobs were handed back or set aside.
@@ -135,7 +142,7 @@ def recover(
                 found += 1
             elif dead:
                 connection.zadd(registry.key, {raw: 0}, xx=True)
-                logger.warning("job %s of dead worker %r handed back for retry", job_id, owner)
+                logger.warning("job %s of dead worker %r marked abandoned", job_id, owner)
                 found += 1
         try:
             registry.cleanup()  # RQ retries (or fails) what is expired, and what was marked so
@@ -143,7 +150,7 @@ def recover(
             raise
         except Exception:
             logger.exception("queue %s: cleaning up the started registry failed", name)
-        found += _recover_intermediate(connection, name, registry, quarantine)
+        found += _recover_intermediate(connection, name, registry, quarantine, seen)
     return found
 
 
@@ -182,7 +189,7 @@ def load_job(
     except Exception as exc:
         if not connection.exists(Job.key_for(job_id)):
             return None, "missing"
-        return None, f"RQ cannot load it: {type(exc).__name__}: {exc}"
+        return None, f"RQ cannot load it: {_describe(exc)}"
     if job.origin != queue_name:
         return None, f"it names queue {job.origin!r} but was found on {queue_name!r}"
     try:
@@ -192,12 +199,16 @@ def load_job(
     except _PASS_THROUGH:
         raise
     except Exception as exc:
-        return None, f"RQ cannot read its data: {type(exc).__name__}: {exc}"
+        return None, f"RQ cannot read its data: {_describe(exc)}"
     return job, None
 
 
 def _recover_intermediate(
-    connection: redis.Redis, name: str, registry: StartedJobRegistry, quarantine: Quarantine
+    connection: redis.Redis,
+    name: str,
+    registry: StartedJobRegistry,
+    quarantine: Quarantine,
+    seen: dict[str, set[str]] | None,
 ) -> int:
     q = queue(connection, name)
 
@@ -206,10 +217,11 @@ def _recover_intermediate(
         return set(q.intermediate_queue.get_job_ids()) - started
 
     stuck = unregistered()
-    if not stuck:
-        return 0
-    time.sleep(INTERMEDIATE_GRACE)
-    stuck &= unregistered()
+    if seen is not None:
+        stuck, seen[name] = stuck & seen.get(name, set()), stuck
+    elif stuck:
+        time.sleep(INTERMEDIATE_GRACE)
+        stuck &= unregistered()
     requeue = script(connection, "requeue")
     for job_id in stuck:
         lists = (q.intermediate_queue_key,)
@@ -220,3 +232,9 @@ def _recover_intermediate(
                 "job %s was taken from queue %s by a worker that died: requeued", job_id, name
             )
     return len(stuck)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for a reason text (RQ's parsers fail with bare assertions)."""
+    text = str(exc) or "a field holds a value RQ cannot parse (see the job snapshot)"
+    return f"{type(exc).__name__}: {text}"

@@ -30,6 +30,8 @@ from types import FrameType
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -39,7 +41,7 @@ from rq.worker import WorkerStatus
 from streamrec import keys
 from streamrec.errors import RedisUnavailableError
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis
+from streamrec.state.connection import EmbeddedRedis, connect
 from streamrec.state.quarantine import Quarantine
 from streamrec.state.queues import SafeJob, queue
 from streamrec.worker import jobs
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: Crashes of the work loop in a row (with Redis reachable) after which a worker gives up.
 MAX_CRASHES = 5
+#: Seconds between a worker's looks for what dead workers left (jobs, unserved users).
+RECOVERY_EVERY = 2.0
 
 
 class StreamrecWorker(SimpleWorker):
@@ -87,6 +91,7 @@ class StreamrecWorker(SimpleWorker):
         self.quarantine = Quarantine(connection, settings.dead_letter_limit)
         self.finished = False  # a burst run found its queues empty
         self._next_recovery = 0.0
+        self._seen: dict[str, set[str]] = {}
         self._stop_beating = threading.Event()
 
     @property
@@ -100,7 +105,10 @@ class StreamrecWorker(SimpleWorker):
         super().heartbeat(self.worker_ttl, pipeline=pipeline)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        """Run RQ's work loop with the heartbeat thread beside it."""
+        """Run RQ's work loop with the heartbeat thread beside it, after handing back what
+        dead workers left (waiting a moment for entries another worker is just taking)."""
+        recover(self.connection, self.queue_names(), self.quarantine, self.known_dead)
+        self._next_recovery = time.monotonic() + RECOVERY_EVERY
         self._stop_beating.clear()
         beat = threading.Thread(target=self._heartbeats, name="worker-heartbeat", daemon=True)
         beat.start()
@@ -162,8 +170,9 @@ class StreamrecWorker(SimpleWorker):
             self._recover()
 
     def _recover(self) -> None:
-        self._next_recovery = time.monotonic() + self.worker_ttl / 3
-        recover(self.connection, self.queue_names(), self.quarantine, self.known_dead)
+        self._next_recovery = time.monotonic() + RECOVERY_EVERY
+        names = self.queue_names()
+        recover(self.connection, names, self.quarantine, self.known_dead, self._seen)
         if self.handler is not None:
             for hook in self.handler.deferring:
                 if isinstance(hook, OnlineServing):
@@ -221,6 +230,10 @@ def run_worker(
     """Run one worker in this process until stopped (or, with ``burst``, until the queues
     are empty), restarting it when Redis goes away.
 
+    Give it a connection that does not retry on its own (:func:`worker_connection`): a
+    worker must notice a lost server, since a restarted server may have lost its last
+    writes, and the worker's in-memory copy of histories then starts afresh.
+
     Raises:
         RedisUnavailableError: Redis stayed unreachable for ``settings.reconnect_timeout``.
         RuntimeError: the work loop kept crashing with Redis reachable.
@@ -239,6 +252,7 @@ def run_worker(
             handler=handler,
             known_dead=known_dead,
         )
+        started = time.monotonic()
         try:
             worker.work(burst=burst, logging_level=logging.getLevelName(logger.getEffectiveLevel()))
             if handler is not None:
@@ -248,6 +262,8 @@ def run_worker(
         if worker.finished or worker._stop_requested or worker._shutdown_requested_date:
             return
         known_dead.append(worker.name)
+        if time.monotonic() - started > 60:
+            crashes = 0  # it worked for a while: count crashes in a row only
         if _reachable(connection):
             crashes += 1
             if crashes >= MAX_CRASHES:
@@ -257,6 +273,11 @@ def run_worker(
             crashes = 0
             _wait_for_redis(connection, settings)
         logger.warning("worker: starting again (earlier workers: %s)", ", ".join(known_dead))
+
+
+def worker_connection(settings: Settings) -> redis.Redis:
+    """A client for a worker: no silent retries (see :func:`run_worker`)."""
+    return connect(settings, retry=Retry(NoBackoff(), 0))
 
 
 def _reachable(connection: redis.Redis) -> bool:

@@ -124,8 +124,9 @@ class OnlineServing:
         """Serve users left dirty by a worker that died before serving them.
 
         A user counts as left behind when the dirty set held them at the same version at
-        the previous call too (the caller spaces calls well beyond the deferral bound), and
-        this worker does not hold them pending. Returns the users served.
+        the previous call too (the caller spaces calls beyond the deferral bound,
+        :data:`MAX_DEFER`), and this worker does not hold them pending. Returns the users
+        served.
         """
         dirty: dict[bytes, bytes] = self.cache.connection.hgetall(keys.dirty_key())  # type: ignore[assignment]
         stale = [
