@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,13 +39,22 @@ def random_batch(validator: EventValidator, rng: random.Random, size: int) -> li
     return events
 
 
+class ServingStore(HistoryStore):
+    """Applies batches as a worker serving a model does: the outcome details each user."""
+
+    def apply(
+        self, batch_id: str, events: Sequence[Event], dead_letters: Sequence[Any] = (), **kw: Any
+    ) -> BatchOutcome:
+        return super().apply(batch_id, events, dead_letters, serving=True, **kw)
+
+
 Parts = tuple[HistoryStore, EventValidator, MatrixReader]
 
 
 @pytest.fixture
 def parts(redis_conn: redis.Redis, settings: Settings) -> Parts:
     """A store to apply batches, a validator to make events, a reader of the truth."""
-    return HistoryStore(redis_conn, settings), EventValidator(settings), MatrixReader(redis_conn)
+    return ServingStore(redis_conn, settings), EventValidator(settings), MatrixReader(redis_conn)
 
 
 def assert_same(mirrored: HistoryRows, stored: HistoryRows) -> None:

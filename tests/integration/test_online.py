@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from streamrec import keys
 from streamrec.cli import cli
+from streamrec.producer.bulk import BulkLoader
 from streamrec.producer.producer import Producer
 from streamrec.producer.synthetic import generate, item_id
 from streamrec.settings import Settings
@@ -241,3 +242,19 @@ def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
     for user in users:
         entry = RecommendationClient(redis_conn).get(user, 20)
         assert entry is not None and entry["user"] == user and entry["history_version"] == 2
+
+
+def test_a_batch_applied_before_the_worker_saw_a_new_model_is_served_with_it(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """A worker applies a batch without detail while it serves no model; when the model was
+    published meanwhile, the batch's users are served from their stored histories."""
+    data = generate(CONFIG)
+    BulkLoader(redis_conn, settings).load_events(data.events, "synthetic")
+    handler = prepare(redis_conn, settings)  # no model yet: applies without detail
+    train_als(redis_conn, settings, PARAMS)
+    items = sorted(data.item_group)[:3]
+    outcome = handler.handle("late", [{"user": "late-comer", "item": i} for i in items])
+    assert not outcome.detailed and outcome.n_users == 1
+    entry = RecommendationClient(redis_conn).get("late-comer")
+    assert entry is not None and entry["user"] == "late-comer" and entry["history_version"] == 3

@@ -128,8 +128,11 @@ class BatchOutcome:
         applied: False when the batch id was already in the ledger (nothing changed).
         events: events applied.
         dead_letters: entries added to the dead-letter list.
-        users: users whose history changed.
+        users: users whose history changed, with what changed (only when the batch was
+            applied with ``detail``; see ``detailed``).
         new_items: (item, dense id) of items first seen in this batch.
+        n_users: how many users the batch changed.
+        detailed: whether ``users`` lists them.
     """
 
     batch_id: str
@@ -138,6 +141,8 @@ class BatchOutcome:
     dead_letters: int = 0
     users: tuple[TouchedUser, ...] = ()
     new_items: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    n_users: int = 0
+    detailed: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ class HistoryStore:
         events: Sequence[Event],
         dead_letters: Sequence[DeadLetter] = (),
         *,
-        mark_dirty: bool = False,
+        serving: bool = False,
         sent_at: float | None = None,
     ) -> BatchOutcome:
         """Apply a batch of validated events and its dead letters, exactly once.
@@ -197,14 +202,16 @@ class HistoryStore:
             batch_id: the batch's id (the ledger's key).
             events: its valid events.
             dead_letters: its invalid events, with their reasons.
-            mark_dirty: record the users changed in the dirty set until they are served.
+            serving: the caller serves models: record the users changed in the dirty set
+                until they are served, and return them with what changed (without, the
+                outcome only counts them: ``detailed`` is False).
             sent_at: when the batch was sent, epoch seconds (default now): the events of a
                 user forgotten after that are dropped.
         """
         size = len(events) + len(dead_letters)
         if size <= self.settings.max_call_events:
             return self.apply_many(
-                [(batch_id, events, dead_letters)], mark_dirty=mark_dirty, sent_at=sent_at
+                [(batch_id, events, dead_letters)], serving=serving, sent_at=sent_at
             )[0]
         part = self._part_size(batch_id)
         n_events = len(events)
@@ -216,7 +223,7 @@ class HistoryStore:
         outcomes = []
         for start in range(0, len(parts), 4):  # a few parts per round trip
             outcomes += self.apply_many(
-                parts[start : start + 4], mark_dirty=mark_dirty, sent_at=sent_at
+                parts[start : start + 4], serving=serving, sent_at=sent_at
             )
         return _merge(batch_id, outcomes)
 
@@ -224,17 +231,22 @@ class HistoryStore:
         self,
         batches: Iterable[tuple[str, Sequence[Event], Sequence[DeadLetter]]],
         *,
-        mark_dirty: bool = False,
+        serving: bool = False,
         sent_at: float | None = None,
     ) -> list[BatchOutcome]:
         """Apply several batches in one round trip; each is atomic on its own (and must hold
         at most ``settings.max_call_events`` events and dead letters together)."""
         now = time.time()
         sent = str(round((now if sent_at is None else sent_at) * 1000))
+        batches = list(batches)
+        if len(batches) == 1:  # no pipeline: it would ask SCRIPT EXISTS first, a round trip
+            batch_id, events, dead = batches[0]
+            keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
+            return [_outcome(batch_id, self._apply(keys=keys_, args=args))]
         with self.connection.pipeline(transaction=False) as pipe:
             ids = []
             for batch_id, events, dead in batches:
-                keys_, args = self._script_args(batch_id, events, dead, now, mark_dirty, sent)
+                keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
                 self._apply(keys=keys_, args=args, client=pipe)
                 ids.append(batch_id)
             replies = pipe.execute()
@@ -300,7 +312,7 @@ class HistoryStore:
         events: Sequence[Event],
         dead: Sequence[DeadLetter],
         now: float,
-        mark_dirty: bool,
+        serving: bool,
         sent: str,
     ) -> tuple[list[str], list[Any]]:
         users: dict[str, int] = {}
@@ -327,7 +339,7 @@ class HistoryStore:
             self.settings.dead_letter_limit,
             len(users),
             len(dead),
-            "1" if mark_dirty else "0",
+            "1" if serving else "0",
             _CAP,
             sent,
             *users,
@@ -362,18 +374,27 @@ def _merge(batch_id: str, parts: Sequence[BatchOutcome]) -> BatchOutcome:
         dead_letters=sum(p.dead_letters for p in parts),
         users=tuple(users.values()),
         new_items=tuple(pair for p in parts for pair in p.new_items),
+        n_users=len(users) if all(p.detailed for p in parts) else sum(p.n_users for p in parts),
+        detailed=all(p.detailed for p in parts),
     )
 
 
 def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
     applied, n_events, n_dead, users, new_items = reply
+    touched = (
+        tuple(TouchedUser(u.decode(), int(i), int(v), int(n), c) for u, i, v, n, c in users)
+        if isinstance(users, list)
+        else ()
+    )
     return BatchOutcome(
         batch_id=batch_id,
         applied=bool(applied),
         events=int(n_events),
         dead_letters=int(n_dead),
-        users=tuple(TouchedUser(u.decode(), int(i), int(v), int(n), c) for u, i, v, n, c in users),
+        users=touched,
         new_items=tuple((name.decode(), int(i)) for name, i in new_items),
+        n_users=len(touched) if isinstance(users, list) else int(users),
+        detailed=isinstance(users, list) or not applied,
     )
 
 

@@ -137,7 +137,7 @@ class EventHandler:
             batch.batch_id,
             batch.events,
             batch.dead_letters,
-            mark_dirty=any(d.serving for d in self.deferring),
+            serving=any(d.serving for d in self.deferring),
             sent_at=sent_at,
         )
         if outcome.applied:
@@ -146,7 +146,7 @@ class EventHandler:
                 outcome.batch_id,
                 outcome.events,
                 outcome.dead_letters,
-                len(outcome.users),
+                outcome.n_users,
             )
         else:
             logger.info("batch %s: already applied, skipped", outcome.batch_id)

@@ -79,7 +79,7 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
         "applied": outcome.applied,
         "events": outcome.events,
         "dead_letters": outcome.dead_letters,
-        "users": len(outcome.users),
+        "users": outcome.n_users,
     }
 
 

@@ -93,6 +93,7 @@ class StreamrecWorker(SimpleWorker):
         self._next_recovery = 0.0
         self._seen: dict[str, set[str]] = {}
         self._stop_beating = threading.Event()
+        self._last_beat = -1.0
 
     @property
     def dequeue_timeout(self) -> int:
@@ -101,8 +102,12 @@ class StreamrecWorker(SimpleWorker):
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """Extend the worker key by the heartbeat TTL (never longer: a dead worker must be
-        recognised within it, while a job runs too)."""
-        super().heartbeat(self.worker_ttl, pipeline=pipeline)
+        recognised within it, while a job runs too). RQ asks several times per job; the
+        heartbeat thread keeps the key alive anyway, so at most one a second is sent."""
+        now = time.monotonic()
+        if now - self._last_beat >= 1.0:
+            self._last_beat = now
+            super().heartbeat(self.worker_ttl, pipeline=pipeline)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         """Run RQ's work loop with the heartbeat thread beside it, after handing back what

@@ -99,7 +99,10 @@ class OnlineServing:
         """Worker hook: refresh the cache entries of the users the batch touched (now, or
         with the next batches while the worker is busy)."""
         self.reader.learn_items(outcome.new_items)
-        if outcome.users:
+        if not outcome.detailed:  # applied while no model was served: one is, since?
+            if self.current():
+                self.refresh(sorted({e.user for e in events}))
+        elif outcome.users:
             if self.current():
                 if not self._pending:
                     self._pending_since = time.monotonic()

@@ -7,7 +7,7 @@
 -- KEYS[13] their expiry (sha1 -> forget time ms)   KEYS[14] dirty users (user -> version)
 -- KEYS[15..] four keys per distinct user: history, ratings, rating stamps, version
 -- ARGV: batch_id, now and retention cutoff (epoch ms), dead-letter limit, n_users, n_dead,
---       mark dirty (0|1), the most a history value may hold (a number as a string), when
+--       serving (0|1), the most a history value may hold (a number as a string), when
 --       the batch was sent (epoch ms), the n_users user ids, their n_users newest event times in this batch (integer
 --       epoch milliseconds, as strings),
 --       the n_dead dead-letter JSON entries, then the events as one JSON array of
@@ -24,10 +24,13 @@
 -- A forgotten user's events are dropped when their batch was sent before the forget
 -- (counted in stats as dropped_forgotten); an event sent later starts the user anew, its
 -- history version continuing after the version the user had when forgotten.
--- With mark dirty, every user changed is recorded in the dirty set with their new version
--- until a worker has served them (a dead worker's deferred refreshes are not lost).
--- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version, events, changes}...},
---          {{item, dense id}...}}
+-- When serving (the caller serves models), every user changed is recorded in the dirty
+-- set with their new version until a worker has served them (a dead worker's deferred
+-- refreshes are not lost), and the reply details each user; otherwise (nobody serves: an
+-- import, a worker without a model) it only counts them, which spares building, sending
+-- and parsing a reply as large as the batch.
+-- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version, events, changes}...}
+--          or the number of users changed, {{item, dense id}...}}
 -- where a user's changes are the values the batch left in their hashes, flat:
 -- item dense id, 's' (history) | 'r' (rating), new value as stored, ... in application
 -- order, so that a worker holding the previous version can mirror the history exactly.
@@ -42,20 +45,43 @@ call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 
 local n_users = tonumber(ARGV[5])
 local n_dead = tonumber(ARGV[6])
-local mark_dirty = ARGV[7] == '1'
+local serving = ARGV[7] == '1'
 local cap_text = ARGV[8]
 local cap = tonumber(cap_text)
 local sent = tonumber(ARGV[9])
 local U = 9  -- ARGV[U + u] is user u, ARGV[U + n_users + u] their newest event time
 local K = 11  -- KEYS[K + 4u .. K + 4u + 3] are user u's keys
 
-local function dense_id(vocab, reverse, counter, ext)
-  local id = call('HGET', vocab, ext)
-  if id then return id, false end
-  id = tostring(call('INCR', counter) - 1)
+-- Commands taking many arguments are sent in chunks: unpack() is bounded by Lua's C stack.
+local CHUNK = 1000
+local function chunked(command, key, args, step)
+  local out = {}
+  for first = 1, #args, CHUNK * step do
+    local last = math.min(#args, first + CHUNK * step - 1)
+    local reply = call(command, key, unpack(args, first, last))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do out[#out + 1] = value end
+    end
+  end
+  return out
+end
+
+-- Dense ids are looked up with one HMGET per vocabulary (a call from Lua costs several
+-- times a simple command); ids are handed out only to the ones missing.
+local function lookup(vocab, names)
+  local found = chunked('HMGET', vocab, names, 1)
+  local ids = {}
+  for n, name in ipairs(names) do
+    if found[n] then ids[name] = found[n] end
+  end
+  return ids
+end
+
+local function create(vocab, reverse, counter, ext)
+  local id = tostring(call('INCR', counter) - 1)
   call('HSET', vocab, ext, id)
   call('HSET', reverse, id, ext)
-  return id, true
+  return id
 end
 
 -- Tombstones of forgotten users: expired ones go, then the batch's users are looked up
@@ -88,10 +114,21 @@ base = base + n_dead
 
 local rows = cjson.decode(ARGV[base + 1])
 local n_rows = #rows
+local user_names, item_names, listed = {}, {}, {}
+for u = 1, n_users do user_names[u] = ARGV[U + u] end
+for e = 1, n_rows do
+  local item = rows[e][2]
+  if not listed[item] then
+    listed[item] = true
+    item_names[#item_names + 1] = item
+  end
+end
+local known_users = lookup(KEYS[6], user_names)
+local item_ids = lookup(KEYS[9], item_names)
 -- has_ratings[u]: nil until asked, then whether the user has any rating (one EXISTS per user
 -- instead of one HEXISTS per first-time item: most users of a play stream never rate)
 local user_ids, counts, has_ratings, changes = {}, {}, {}, {}
-local new_items, item_ids = {}, {}
+local new_items, first_users = {}, {}
 local n_events, dropped = 0, 0
 for e = 1, n_rows do
   local row = rows[e]
@@ -102,16 +139,15 @@ for e = 1, n_rows do
   else
     local history, ratings, stamps = KEYS[K + u * 4], KEYS[K + 1 + u * 4], KEYS[K + 2 + u * 4]
     if not user_ids[u] then
-      user_ids[u] = dense_id(KEYS[6], KEYS[7], KEYS[8], ARGV[U + u])
+      user_ids[u] = known_users[ARGV[U + u]] or create(KEYS[6], KEYS[7], KEYS[8], ARGV[U + u])
       counts[u] = 0
       changes[u] = {}
     end
     local item_id = item_ids[item]
     if not item_id then
-      local created
-      item_id, created = dense_id(KEYS[9], KEYS[10], KEYS[11], item)
+      item_id = create(KEYS[9], KEYS[10], KEYS[11], item)
       item_ids[item] = item_id
-      if created then table.insert(new_items, {item, item_id}) end
+      new_items[#new_items + 1] = {item, item_id}
     end
     local first = false
     local change = changes[u]
@@ -142,25 +178,42 @@ for e = 1, n_rows do
       end
       if not old then first = call('HEXISTS', history, item) == 0 end
     end
-    if first then call('ZINCRBY', KEYS[3], '1', item) end
+    if first then first_users[item] = (first_users[item] or 0) + 1 end
     counts[u] = counts[u] + 1
     n_events = n_events + 1
   end
 end
+for _, item in ipairs(item_names) do
+  local gained = first_users[item]
+  if gained then call('ZINCRBY', KEYS[3], tostring(gained), item) end
+end
 
-local users = {}
+local users, seen, dirty, n_touched = {}, {}, {}, 0
 for u = 1, n_users do
   if user_ids[u] then
     local version_key = KEYS[K + 3 + u * 4]
     local tomb = tombs[u]
     if tomb and call('EXISTS', version_key) == 0 then call('SET', version_key, tomb[2]) end
     local version = call('INCRBY', version_key, counts[u])
-    call('ZADD', KEYS[5], 'GT', ARGV[U + n_users + u], ARGV[U + u])
-    if mark_dirty then call('HSET', KEYS[14], ARGV[U + u], version) end
-    users[#users + 1] = {ARGV[U + u], user_ids[u], version, counts[u], changes[u]}
+    seen[#seen + 1] = ARGV[U + n_users + u]
+    seen[#seen + 1] = ARGV[U + u]
+    dirty[#dirty + 1] = ARGV[U + u]
+    dirty[#dirty + 1] = version
+    if serving then
+      users[#users + 1] = {ARGV[U + u], user_ids[u], version, counts[u], changes[u]}
+    end
+    n_touched = n_touched + 1
   end
+end
+if #seen > 0 then
+  -- one ZADD per chunk of users: ZADD key GT score member score member ...
+  for first = 1, #seen, 2 * CHUNK do
+    call('ZADD', KEYS[5], 'GT', unpack(seen, first, math.min(#seen, first + 2 * CHUNK - 1)))
+  end
+  if serving then chunked('HSET', KEYS[14], dirty, 2) end
 end
 call('HINCRBY', KEYS[2], 'events_applied', n_events)
 call('HINCRBY', KEYS[2], 'batches_applied', 1)
 if dropped > 0 then call('HINCRBY', KEYS[2], 'dropped_forgotten', dropped) end
+if not serving then users = n_touched end
 return {1, n_events, n_dead, users, new_items}
