@@ -85,7 +85,7 @@ class Settings:
     top_k: int = 20
     mirror_users: int = 10_000
     max_weight: float = 1e9
-    max_call_events: int = 1_000
+    max_call_events: int = 500
     socket_timeout: float = 10.0
     connect_timeout: float = 5.0
     delivery_timeout: float = 60.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis
@@ -48,12 +48,27 @@ class DeadLetterStore:
     def scrub_user(self, user: str) -> int:
         """Delete every entry whose event is one of ``user`` (its ``user`` field is exactly
         ``user``, the event given as an object or as JSON text); returns how many."""
+        matching = [
+            raw for raw in pages(self.connection, keys.dead_letters_key())
+            if _event_user(_read(raw).payload) == user
+        ]  # fmt: skip
         removed = 0
-        for raw in self.connection.lrange(keys.dead_letters_key(), 0, -1):
-            letter = _read(raw)
-            if _event_user(letter.payload) == user:
-                removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))  # type: ignore[arg-type]
+        for raw in matching:
+            removed += int(self.connection.lrem(keys.dead_letters_key(), 0, raw))  # type: ignore[arg-type]
         return removed
+
+
+def pages(connection: redis.Redis, key: str, size: int = 1000) -> Iterator[bytes]:
+    """Every entry of the list ``key``, read a page at a time (a long list read in one call
+    would hold the server; entries added or removed meanwhile may be missed or seen
+    twice)."""
+    start = 0
+    while True:
+        page: list[bytes] = connection.lrange(key, start, start + size - 1)  # type: ignore[assignment]
+        yield from page
+        if len(page) < size:
+            return
+        start += size
 
 
 def _read(raw: bytes | str) -> DeadLetter:

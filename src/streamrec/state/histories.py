@@ -222,9 +222,7 @@ class HistoryStore:
             parts.append((f"{batch_id}:{n}", events[start:end], dead))
         outcomes = []
         for start in range(0, len(parts), 4):  # a few parts per round trip
-            outcomes += self.apply_many(
-                parts[start : start + 4], serving=serving, sent_at=sent_at
-            )
+            outcomes += self.apply_many(parts[start : start + 4], serving=serving, sent_at=sent_at)
         return _merge(batch_id, outcomes)
 
     def apply_many(

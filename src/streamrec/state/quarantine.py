@@ -20,6 +20,7 @@ import redis
 from rq.job import Job
 
 from streamrec import keys
+from streamrec.state.deadletters import pages
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +74,15 @@ class Quarantine:
 
     def scrub_user(self, user: str) -> int:
         """Delete every entry whose job data holds an event of ``user``; returns how many."""
-        removed = 0
-        for raw in self.connection.lrange(keys.quarantine_key(), 0, -1):
+        matching = []
+        for raw in pages(self.connection, keys.quarantine_key()):
             entry = _parse(raw)
             data = entry.get("job", {}).get("data") if isinstance(entry.get("job"), dict) else None
             if isinstance(data, str) and _names_user(data, user):
-                removed += int(self.connection.lrem(keys.quarantine_key(), 0, raw))  # type: ignore[arg-type]
+                matching.append(raw)
+        removed = 0
+        for raw in matching:
+            removed += int(self.connection.lrem(keys.quarantine_key(), 0, raw))  # type: ignore[arg-type]
         return removed
 
     def _snapshot(self, key: str) -> dict[str, Any]:
