@@ -27,6 +27,8 @@ RATING_KIND = "rating"
 MAX_STORED_WEIGHT = 1e15
 #: Largest ``max_call_events`` accepted: one apply-script call must stay well under ~50 ms.
 MAX_CALL_EVENTS_LIMIT = 5_000
+#: Largest producer batch: one RQ job, written to and read from Redis in one command each.
+MAX_BATCH_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class Settings:
     reconnect_timeout: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be ≥ 1 (got {self.batch_size!r})")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigError(
+                f"batch_size must be between 1 and {MAX_BATCH_SIZE} (got {self.batch_size!r})"
+            )
         if not (self.linger >= 0 and math.isfinite(self.linger)):
             raise ConfigError(f"linger must be a finite number ≥ 0 seconds (got {self.linger!r})")
         if self.top_k < 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.errors import DeliveryError
+from streamrec.errors import ConfigError, DeliveryError
 from streamrec.producer.events import Event
 from streamrec.producer.producer import Producer
 from streamrec.settings import Settings
@@ -217,3 +217,8 @@ def test_replay_survives_a_server_killed_and_restarted_mid_stream(
     store = HistoryStore(conn, private_settings)
     values = Counter(store.get(f"u{n % 9}").interactions.get(f"i{n}", 0.0) for n in range(1500))
     assert values == Counter({1.0: 1500})
+
+
+def test_a_batch_is_never_larger_than_the_cap(redis_conn: redis.Redis, settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="batch_size must be between 1 and 10000"):
+        Producer(redis_conn, settings, batch_size=1_000_000)

@@ -37,7 +37,7 @@ def test_unset_redis_url_means_embedded() -> None:
     [
         ({"STREAMREC_REDIS_URL": "http://x"}, "must start with redis://"),
         ({"STREAMREC_BATCH_SIZE": "lots"}, "STREAMREC_BATCH_SIZE must be a int"),
-        ({"STREAMREC_BATCH_SIZE": "0"}, "batch_size must be ≥ 1"),
+        ({"STREAMREC_BATCH_SIZE": "0"}, "batch_size must be between 1"),
         ({"STREAMREC_KIND_WEIGHTS": "play"}, "kind=weight"),
         ({"STREAMREC_KIND_WEIGHTS": "play=-1"}, "must be a number > 0"),
         ({"STREAMREC_KIND_WEIGHTS": "rating=2"}, "built in"),
@@ -84,6 +84,7 @@ def test_a_bad_url_is_reported_without_its_password() -> None:
     ("env", "message"),
     [
         ({"STREAMREC_MAX_CALL_EVENTS": "1000000"}, "max_call_events must be between"),
+        ({"STREAMREC_BATCH_SIZE": "1000000"}, "batch_size must be between 1 and 10000"),
         ({"STREAMREC_SOCKET_TIMEOUT": "nan"}, "socket_timeout must be a finite"),
         ({"STREAMREC_WORKER_TTL": "1"}, "worker_ttl must be ≥ 5"),
         ({"STREAMREC_MAX_WEIGHT": "inf"}, "max_weight must be a number"),

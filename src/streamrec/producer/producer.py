@@ -85,7 +85,7 @@ class Producer:
         queue_name: str = keys.EVENTS_QUEUE,
     ) -> None:
         self.settings = settings
-        self.batch_size = batch_size or settings.batch_size
+        self.batch_size = settings.with_(batch_size=batch_size or settings.batch_size).batch_size
         self.linger = settings.linger if linger is None else linger
         self.validator = EventValidator(settings)
         self.queue: Queue = queue(connection, queue_name)
