@@ -20,7 +20,7 @@ hostile entries reach the queue, on loopback.
      and batches mixing malformed events with valid ones (users ``fault-*``, which no
      replayed pair can collide with).
 3. Then the producer is closed and the run waits until the queue, its intermediate list,
-   the started registry and the dirty set are empty (drain lag: from the last send), and
+   the started registry and the unserved-batches hash are empty (drain lag: from the last send), and
    stops the workers with SIGTERM.
 4. Checks: ML-100K holds each (user, item) pair once, so every replayed event must have
    made its history value exactly 1.0 (missing: lost, ≥ 2: doubled), and every replayed
@@ -457,9 +457,9 @@ def wait_drained(conn: redis.Redis, timeout: float) -> tuple[bool, dict[str, int
                 pipe.llen(q.key)
                 pipe.llen(q.intermediate_queue_key)
                 pipe.zcard(started.key)
-                pipe.hlen(keys.dirty_key())
-                queued, taken, running, dirty = pipe.execute()
-            state = {"queued": queued, "taken": taken, "started": running, "dirty": dirty}
+                pipe.hlen(keys.unserved_key())
+                queued, taken, running, unserved = pipe.execute()
+            state = {"queued": queued, "taken": taken, "started": running, "unserved": unserved}
         except (redis.RedisError, OSError):
             state = {}
         calm = calm + 1 if state and not any(state.values()) else 0

@@ -98,10 +98,10 @@ def forgotten_expiry_key() -> str:
     return f"{PREFIX}:forgotten:expiry"
 
 
-def dirty_key() -> str:
-    """Hash user -> history version applied and not yet served (a worker that dies before
-    serving its deferred users leaves them here for the next one)."""
-    return f"{PREFIX}:dirty"
+def unserved_key() -> str:
+    """Hash batch id -> the users it changed (one a line), from its apply until a worker
+    served them (a worker that dies before serving leaves them here for the next one)."""
+    return f"{PREFIX}:unserved"
 
 
 def batch_split_key(batch_id: str) -> str:

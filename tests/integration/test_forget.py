@@ -60,7 +60,9 @@ def test_a_deferred_refresh_does_not_write_a_forgotten_user_back(
     items = sorted(trained)[:3]
     handler.handle("b1", [validator.make("gone", i, 2).to_dict() for i in items])
     assert online.pending == 1
+    assert redis_conn.hget(keys.unserved_key(), "b1") == b"gone"
     assert forget_user(redis_conn, settings, "gone").existed
+    assert redis_conn.hget(keys.unserved_key(), "b1") is None  # the user's line went
     online.flush()  # the worker serves what it deferred, after the forget
     assert redis_conn.get(keys.recommendations_key("gone", "als")) is None
     assert not redis_conn.exists(keys.user_version_key("gone"))

@@ -204,7 +204,7 @@ def test_users_a_dead_worker_left_unserved_are_served_by_another(
     batch = [validator.make(u, items[n], 2).to_dict() for n, u in enumerate(users)]
     dying.handle("b1", batch)
     assert online.pending == len(users)
-    assert set(redis_conn.hkeys(keys.dirty_key())) == {u.encode() for u in users}
+    assert redis_conn.hgetall(keys.unserved_key()) == {b"b1": "\n".join(users).encode()}
     del dying, online  # SIGKILL: nothing flushed
 
     survivor = prepare(redis_conn, settings, coalesce=True).deferring[0]
@@ -213,4 +213,4 @@ def test_users_a_dead_worker_left_unserved_are_served_by_another(
     assert survivor.recover() == len(users)
     for user in users:
         assert redis_conn.get(keys.recommendations_key(user, "als")) is not None
-    assert redis_conn.hlen(keys.dirty_key()) == 0
+    assert redis_conn.hlen(keys.unserved_key()) == 0

@@ -94,7 +94,7 @@ def status(app: AppContext, as_json: bool) -> None:
         ("dead letters", s.dead_letters),
         ("queue entries set aside (quarantine)", s.quarantined),
         ("events dropped: user forgotten", s.dropped_forgotten),
-        ("users waiting to be served", s.unserved),
+        ("batches whose users wait to be served", s.unserved),
     ):
         state.add_row(label, f"{value:,}")
     app.console.print(state)

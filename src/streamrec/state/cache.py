@@ -128,32 +128,28 @@ class RecommendationCache:
             ]
         )
 
-    def write_encoded(
-        self, entries: Sequence[Entry], served: Sequence[tuple[str, int]] = ()
-    ) -> int:
+    def write_encoded(self, entries: Sequence[Entry], served: Sequence[str] = ()) -> int:
         """Like :meth:`write`, for (cache key, JSON from :func:`encode_entry`, user) triples,
         a few hundred per call (each call blocks Redis while it runs).
 
         Args:
             entries: the entries to write (compare-and-set; a forgotten user's entries
                 computed from their old history are refused).
-            served: (user, history version) of every user served, entries or not: each is
-                taken off the dirty set unless a newer version was applied meanwhile.
+            served: ids of batches whose users were all served now, entries or not: they
+                are taken off the unserved-batches hash with the last entries.
 
         Returns:
             Entries written.
         """
         written = 0
-        tail = [keys.forgotten_key(), keys.dirty_key()]
-        for start in range(0, max(len(entries), len(served)), WRITE_CHUNK):
-            part = entries[start : start + WRITE_CHUNK]
-            marks = served[start : start + WRITE_CHUNK]
-            if not part and not marks:
-                continue
+        tail = [keys.forgotten_key(), keys.unserved_key()]
+        chunks = [entries[n : n + WRITE_CHUNK] for n in range(0, len(entries), WRITE_CHUNK)]
+        for n, part in enumerate(chunks or [[]]):
             args: list[Any] = [len(part), *(j for _, j, _ in part), *(u for _, _, u in part)]
-            for user, version in marks:
-                args += [user, version]
-            written += int(self._write(keys=[*(k for k, _, _ in part), *tail], args=args))
+            if n == len(chunks or [[]]) - 1:
+                args += served
+            if len(args) > 1:
+                written += int(self._write(keys=[*(k for k, _, _ in part), *tail], args=args))
         return written
 
     def read(self, user: str, model: str) -> CacheEntry | None:

@@ -4,10 +4,11 @@
 
 1. the user's events from every job payload RQ holds (queued, taken by a worker, started,
    failed, scheduled or deferred ``apply_events`` jobs), rewritten without them;
-2. the user's state (history, ratings, version, ids, cached lists, dirty mark) and their
-   share of the popularity counts, in one script that also leaves a tombstone: the events
-   of batches sent before the forget are dropped if a worker applies them later, and no
-   list computed from the old history is cached again (see ``lua/forget_user.lua``);
+2. the user's state (history, ratings, version, ids, cached lists, their line in unserved
+   batches) and their share of the popularity counts, in one script that also leaves a
+   tombstone: the events of batches sent before the forget are dropped if a worker
+   applies them later, and no list computed from the old history is cached again (see
+   ``lua/forget_user.lua``);
 3. dead letters and quarantined jobs that name the user (exact match of the ``user``
    field, never a substring).
 

@@ -39,7 +39,7 @@ _GLOBAL_KEYS = (
     keys.vocab_counter_key("items"),
     keys.forgotten_key(),
     keys.forgotten_expiry_key(),
-    keys.dirty_key(),
+    keys.unserved_key(),
 )
 
 
@@ -133,6 +133,8 @@ class BatchOutcome:
         new_items: (item, dense id) of items first seen in this batch.
         n_users: how many users the batch changed.
         detailed: whether ``users`` lists them.
+        marks: the ids under which the batch's users wait in the unserved-batches hash
+            until a worker serves them (applied with ``serving`` only).
     """
 
     batch_id: str
@@ -143,6 +145,7 @@ class BatchOutcome:
     new_items: tuple[tuple[str, int], ...] = field(default_factory=tuple)
     n_users: int = 0
     detailed: bool = True
+    marks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,9 +205,9 @@ class HistoryStore:
             batch_id: the batch's id (the ledger's key).
             events: its valid events.
             dead_letters: its invalid events, with their reasons.
-            serving: the caller serves models: record the users changed in the dirty set
-                until they are served, and return them with what changed (without, the
-                outcome only counts them: ``detailed`` is False).
+            serving: the caller serves models: record the users changed in the
+                unserved-batches hash until they are served, and return them with what
+                changed (without, the outcome only counts them: ``detailed`` is False).
             sent_at: when the batch was sent, epoch seconds (default now): the events of a
                 user forgotten after that are dropped.
         """
@@ -240,7 +243,7 @@ class HistoryStore:
         if len(batches) == 1:  # no pipeline: it would ask SCRIPT EXISTS first, a round trip
             batch_id, events, dead = batches[0]
             keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
-            return [_outcome(batch_id, self._apply(keys=keys_, args=args))]
+            return [_outcome(batch_id, self._apply(keys=keys_, args=args), serving)]
         with self.connection.pipeline(transaction=False) as pipe:
             ids = []
             for batch_id, events, dead in batches:
@@ -248,7 +251,9 @@ class HistoryStore:
                 self._apply(keys=keys_, args=args, client=pipe)
                 ids.append(batch_id)
             replies = pipe.execute()
-        return [_outcome(batch_id, reply) for batch_id, reply in zip(ids, replies, strict=True)]
+        return [
+            _outcome(batch_id, reply, serving) for batch_id, reply in zip(ids, replies, strict=True)
+        ]
 
     def _part_size(self, batch_id: str) -> int:
         """Events per part of an oversized batch: the size its first delivery chose."""
@@ -298,7 +303,7 @@ class HistoryStore:
             keys.last_seen_key(),
             keys.forgotten_key(),
             keys.forgotten_expiry_key(),
-            keys.dirty_key(),
+            keys.unserved_key(),
             *extra_keys,
         ]
         args = [user, str(round(time.time() * 1000)), "1" if tombstone else "0"]
@@ -374,10 +379,11 @@ def _merge(batch_id: str, parts: Sequence[BatchOutcome]) -> BatchOutcome:
         new_items=tuple(pair for p in parts for pair in p.new_items),
         n_users=len(users) if all(p.detailed for p in parts) else sum(p.n_users for p in parts),
         detailed=all(p.detailed for p in parts),
+        marks=tuple(mark for p in parts for mark in p.marks),
     )
 
 
-def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
+def _outcome(batch_id: str, reply: list[Any], serving: bool) -> BatchOutcome:
     applied, n_events, n_dead, users, new_items = reply
     touched = (
         tuple(TouchedUser(u.decode(), int(i), int(v), int(n), c) for u, i, v, n, c in users)
@@ -393,6 +399,7 @@ def _outcome(batch_id: str, reply: list[Any]) -> BatchOutcome:
         new_items=tuple((name.decode(), int(i)) for name, i in new_items),
         n_users=len(touched) if isinstance(users, list) else int(users),
         detailed=isinstance(users, list) or not applied,
+        marks=(batch_id,) if serving and touched else (),
     )
 
 

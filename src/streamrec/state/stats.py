@@ -24,7 +24,7 @@ class StateCounts:
         quarantined: queue entries set aside unrun (not streamrec jobs, or unreadable).
         dropped_forgotten: events dropped because their user was forgotten after they
             were sent.
-        unserved: users whose newest history no worker has served yet.
+        unserved: applied batches whose users no worker has served yet.
     """
 
     users: int
@@ -47,7 +47,7 @@ def read_counts(connection: redis.Redis) -> StateCounts:
         pipe.hgetall(keys.stats_key())
         pipe.llen(keys.dead_letters_key())
         pipe.llen(keys.quarantine_key())
-        pipe.hlen(keys.dirty_key())
+        pipe.hlen(keys.unserved_key())
         users, items, stats, dead, quarantined, unserved = pipe.execute()
 
     def stat(name: str) -> int:

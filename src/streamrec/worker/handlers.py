@@ -39,7 +39,7 @@ class Deferring(Protocol):
 
     @property
     def serving(self) -> bool:
-        """Whether work may be deferred (the batch's users are then marked dirty in the
+        """Whether work may be deferred (the batch's users are then recorded as unserved in the
         state until the work is done)."""
         ...
 

@@ -14,11 +14,11 @@ plus a small per-user cost, so a worker that falls behind catches up with larger
 refreshes instead of piling up latency. A user's entry is computed from their newest
 mirrored history, so deferring never serves an older one.
 
-Durable deferral: while a model is served, the apply script records every user it changes
-in the dirty set (user -> version) and the cache write takes them off once served. A
-worker that dies with users pending leaves them there; :meth:`OnlineServing.recover`
-(run by every worker between jobs) refreshes users who stayed dirty at the same version
-for longer than a grace period.
+Durable deferral: while a model is served, the apply script records each batch's users
+under its id in the unserved-batches hash, and the cache write that serves them takes
+the id off. A worker that dies with users pending leaves their batches there;
+:meth:`OnlineServing.recover` (run by every worker between jobs) serves the users of
+batches that stayed there from one call to the next.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class OnlineServing:
         self._pending: dict[str, StoredHistory] = {}
         self._rated: set[str] = set()
         self._pending_since = 0.0
-        self._dirty_seen: dict[bytes, bytes] = {}
+        self._marks: list[str] = []  # batches whose users are pending
+        self._unserved_seen: set[bytes] = set()
         self.serves = 0  # batched refreshes run (a coalesced one serves several batches)
         self.recovered = 0  # users served for a worker that did not
 
@@ -109,6 +110,7 @@ class OnlineServing:
                 stored = self.mirror.histories(outcome.users)
                 for user, history in zip(outcome.users, stored, strict=True):
                     self._pending[user.user] = history  # the newest: later batches advance it
+                self._marks += outcome.marks
                 self._rated.update(e.user for e in events if e.kind == RATING_KIND)
                 if not self._may_defer():
                     self.flush()
@@ -120,33 +122,34 @@ class OnlineServing:
 
     @property
     def serving(self) -> bool:
-        """Whether a model is served (then applied batches mark their users dirty)."""
+        """Whether a model is served (then applied batches record their users as unserved
+        until this worker serves them)."""
         return any(model.model is not None for model in self.models)
 
     def recover(self) -> int:
-        """Serve users left dirty by a worker that died before serving them.
+        """Serve the users of batches a worker that died left unserved.
 
-        A user counts as left behind when the dirty set held them at the same version at
-        the previous call too (the caller spaces calls beyond the deferral bound,
-        :data:`MAX_DEFER`), and this worker does not hold them pending. Returns the users
-        served.
+        A batch counts as left behind when the unserved-batches hash held it at the previous
+        call too (the caller spaces calls beyond the deferral bound, :data:`MAX_DEFER`) and
+        this worker does not hold its users pending. Returns the users served.
         """
-        dirty: dict[bytes, bytes] = self.cache.connection.hgetall(keys.dirty_key())  # type: ignore[assignment]
-        stale = [
-            user.decode()
-            for user, version in dirty.items()
-            if self._dirty_seen.get(user) == version and user.decode() not in self._pending
-        ]
-        self._dirty_seen = dirty
+        unserved: dict[bytes, bytes] = self.cache.connection.hgetall(keys.unserved_key())  # type: ignore[assignment]
+        mine = {mark.encode() for mark in self._marks}
+        stale = [mark for mark in unserved if mark in self._unserved_seen and mark not in mine]
+        self._unserved_seen = set(unserved)
         if not stale:
             return 0
-        logger.warning("serving %d users a stopped worker left unserved", len(stale))
+        users = sorted({u for mark in stale for u in unserved[mark].decode().split("\n") if u})
+        marks = [mark.decode() for mark in stale]
+        logger.warning(
+            "serving %d users of %d batches a stopped worker left unserved", len(users), len(marks)
+        )
         if not self.current():
-            self.cache.write_encoded([], [(user, int(dirty[user.encode()])) for user in stale])
+            self.cache.write_encoded([], marks)
             return 0
-        self._serve(self.reader.rows(stale), None)
-        self.recovered += len(stale)
-        return len(stale)
+        self._serve(self.reader.rows(users), None, marks)
+        self.recovered += len(users)
+        return len(users)
 
     @property
     def pending(self) -> int:
@@ -158,9 +161,9 @@ class OnlineServing:
         if not self._pending:
             return 0
         users, stored = list(self._pending), list(self._pending.values())
-        rated = self._rated
-        self._pending, self._rated = {}, set()
-        return self._serve(history_rows(users, stored), rated)
+        rated, marks = self._rated, self._marks
+        self._pending, self._rated, self._marks = {}, set(), []
+        return self._serve(history_rows(users, stored), rated, marks)
 
     def refresh(self, users: Sequence[str]) -> int:
         """Fold ``users`` in from their full histories and write their entries in every
@@ -173,7 +176,7 @@ class OnlineServing:
         """
         if not users or not self.current():
             return 0
-        return self._serve(self.reader.rows(users), None)
+        return self._serve(self.reader.rows(users), None, [])
 
     def current(self) -> bool:
         """Load any newer published versions; True when at least one model is trained."""
@@ -189,12 +192,11 @@ class OnlineServing:
             and self.busy()
         )
 
-    def _serve(self, rows: HistoryRows, rated: set[str] | None) -> int:
+    def _serve(self, rows: HistoryRows, rated: set[str] | None, marks: Sequence[str]) -> int:
         """Entries of every trained model; a rating model only for ``rated`` users (all
-        users when None)."""
+        users when None). ``marks``: the unserved batches whose users these are."""
         self.serves += 1
         entries: list[Entry] = []
-        done = [(user, int(v)) for user, v in zip(rows.users, rows.versions, strict=True)]
         for served in self.models:
             if served.model is None:
                 continue
@@ -205,4 +207,4 @@ class OnlineServing:
                     continue
                 subset = rows.subset(np.array(picked))
             entries += served.entries(subset)
-        return self.cache.write_encoded(entries, done)
+        return self.cache.write_encoded(entries, marks)

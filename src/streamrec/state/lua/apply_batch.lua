@@ -4,7 +4,7 @@
 -- KEYS[4] dead letters  KEYS[5] last seen (user -> epoch ms)
 -- KEYS[6..8] user vocab, reverse, counter   KEYS[9..11] item vocab, reverse, counter
 -- KEYS[12] forgotten users (sha1 of user id -> "<forget time ms> <history version>")
--- KEYS[13] their expiry (sha1 -> forget time ms)   KEYS[14] dirty users (user -> version)
+-- KEYS[13] their expiry (sha1 -> forget time ms)   KEYS[14] unserved batches (batch id -> users)
 -- KEYS[15..] four keys per distinct user: history, ratings, rating stamps, version
 -- ARGV: batch_id, now and retention cutoff (epoch ms), dead-letter limit, n_users, n_dead,
 --       serving (0|1), the most a history value may hold (a number as a string), when
@@ -24,11 +24,11 @@
 -- A forgotten user's events are dropped when their batch was sent before the forget
 -- (counted in stats as dropped_forgotten); an event sent later starts the user anew, its
 -- history version continuing after the version the user had when forgotten.
--- When serving (the caller serves models), every user changed is recorded in the dirty
--- set with their new version until a worker has served them (a dead worker's deferred
--- refreshes are not lost), and the reply details each user; otherwise (nobody serves: an
--- import, a worker without a model) it only counts them, which spares building, sending
--- and parsing a reply as large as the batch.
+-- When serving (the caller serves models), the batch's users are recorded under its id in
+-- the unserved-batches hash (one line each) until a worker has served them (a dead
+-- worker's deferred refreshes are not lost), and the reply details each user; otherwise
+-- (nobody serves: an import, a worker without a model) it only counts them, which spares
+-- building, sending and parsing a reply as large as the batch.
 -- Returns {applied (0|1), n_events, n_dead, {{user, dense id, version, events, changes}...}
 --          or the number of users changed, {{item, dense id}...}}
 -- where a user's changes are the values the batch left in their hashes, flat:
@@ -188,7 +188,7 @@ for _, item in ipairs(item_names) do
   if gained then call('ZINCRBY', KEYS[3], tostring(gained), item) end
 end
 
-local users, seen, dirty, n_touched = {}, {}, {}, 0
+local users, seen, names, n_touched = {}, {}, {}, 0
 for u = 1, n_users do
   if user_ids[u] then
     local version_key = KEYS[K + 3 + u * 4]
@@ -197,8 +197,7 @@ for u = 1, n_users do
     local version = call('INCRBY', version_key, counts[u])
     seen[#seen + 1] = ARGV[U + n_users + u]
     seen[#seen + 1] = ARGV[U + u]
-    dirty[#dirty + 1] = ARGV[U + u]
-    dirty[#dirty + 1] = version
+    names[#names + 1] = ARGV[U + u]
     if serving then
       users[#users + 1] = {ARGV[U + u], user_ids[u], version, counts[u], changes[u]}
     end
@@ -210,7 +209,7 @@ if #seen > 0 then
   for first = 1, #seen, 2 * CHUNK do
     call('ZADD', KEYS[5], 'GT', unpack(seen, first, math.min(#seen, first + 2 * CHUNK - 1)))
   end
-  if serving then chunked('HSET', KEYS[14], dirty, 2) end
+  if serving then call('HSET', KEYS[14], batch_id, table.concat(names, '\n')) end
 end
 call('HINCRBY', KEYS[2], 'events_applied', n_events)
 call('HINCRBY', KEYS[2], 'batches_applied', 1)

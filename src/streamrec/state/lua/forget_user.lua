@@ -1,7 +1,8 @@
 -- Remove every trace of one user from the state, and leave a tombstone.
 -- KEYS[1..4] history, ratings, rating stamps, version   KEYS[5] popularity
 -- KEYS[6..7] user vocab, reverse   KEYS[8] last seen   KEYS[9] forgotten users
--- KEYS[10] their expiry   KEYS[11] dirty users   KEYS[12..] further per-user keys
+-- KEYS[10] their expiry   KEYS[11] unserved batches (batch id -> users, one a line)
+-- KEYS[12..] further per-user keys
 -- (cache entries)
 -- ARGV[1] user id   ARGV[2] now (epoch ms)   ARGV[3] '1' to leave a tombstone even if
 -- nothing of the user is stored (their events were found in queued jobs)
@@ -26,7 +27,22 @@ if id then
   existed = 1
 end
 if redis.call('ZREM', KEYS[8], ARGV[1]) > 0 then existed = 1 end
-if redis.call('HDEL', KEYS[11], ARGV[1]) > 0 then existed = 1 end
+-- the user's line goes from every unserved batch (the hash holds batches in flight: few)
+local unserved = redis.call('HGETALL', KEYS[11])
+for f = 1, #unserved, 2 do
+  local kept, found = {}, false
+  for name in string.gmatch(unserved[f + 1], '[^\n]+') do
+    if name == ARGV[1] then found = true else kept[#kept + 1] = name end
+  end
+  if found then
+    existed = 1
+    if #kept > 0 then
+      redis.call('HSET', KEYS[11], unserved[f], table.concat(kept, '\n'))
+    else
+      redis.call('HDEL', KEYS[11], unserved[f])
+    end
+  end
+end
 local version = redis.call('GET', KEYS[4]) or '0'
 for k = 1, #KEYS do
   if k <= 4 or k >= 12 then

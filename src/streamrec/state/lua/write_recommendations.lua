@@ -1,9 +1,9 @@
 -- Write cache entries, each only if it is not older than the entry already there, and
--- mark users as served.
--- KEYS: one cache key per entry, then the forgotten-users hash and the dirty-users hash.
--- ARGV: n, the n JSON entries, the n users they belong to, then pairs (user, history
--- version) of users served (each is taken off the dirty hash unless a newer version of
--- them was applied meanwhile).
+-- mark batches as served.
+-- KEYS: one cache key per entry, then the forgotten-users hash and the unserved-batches
+-- hash.
+-- ARGV: n, the n JSON entries, the n users they belong to, then the ids of the batches
+-- whose users were all served (taken off the unserved-batches hash).
 -- An entry replaces the stored one when its history_version is higher, or equal with a
 -- model version at least as high: a slow worker holding an older history never
 -- overwrites a fresher list, and a new model version replaces lists of the same history.
@@ -23,7 +23,7 @@ local function versions(raw)
 end
 
 local n = tonumber(ARGV[1])
-local forgotten, dirty = KEYS[n + 1], KEYS[n + 2]
+local forgotten, unserved = KEYS[n + 1], KEYS[n + 2]
 local limits = {}
 if n > 0 and redis.call('HLEN', forgotten) > 0 then
   for i = 1, n do
@@ -52,10 +52,5 @@ for i = 1, n do
   end
 end
 
-for p = 2 + 2 * n, #ARGV, 2 do
-  local marked = redis.call('HGET', dirty, ARGV[p])
-  if marked and tonumber(marked) <= tonumber(ARGV[p + 1]) then
-    redis.call('HDEL', dirty, ARGV[p])
-  end
-end
+if #ARGV > 1 + 2 * n then redis.call('HDEL', unserved, unpack(ARGV, 2 + 2 * n)) end
 return written
