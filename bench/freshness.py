@@ -10,7 +10,8 @@
    (linger from ``STREAMREC_LINGER``). A fresh worker reads each user's history once before
    it can mirror it, so probes count after the warm-up; the whole run is reported too.
    Every 10th event is a probe: its user's next history version is known, and a reader
-   thread polls that user's cache entry until its ``history_version`` reaches it.
+   process (not a thread: it must not share the producer's interpreter lock) polls that
+   user's cache entry until its ``history_version`` reaches it.
    Latency = push call to entry visible, p50/p99.
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
    and the whole refresh of one user (Redis reads, model, CAS write).
@@ -22,16 +23,18 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import queue
 import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import redis
@@ -66,41 +69,38 @@ def load_state(conn: redis.Redis, settings: Settings, data: Path) -> tuple[list[
     return users, items
 
 
-class ProbeWatcher(threading.Thread):
-    """Polls the cache entries of pending probes and records when each became visible."""
-
-    def __init__(self, conn: redis.Redis) -> None:
-        super().__init__(daemon=True)
-        self.conn = conn
-        self.pending: dict[int, tuple[str, int, float]] = {}
-        self.latencies: list[tuple[float, float]] = []  # (sent, latency)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-
-    def add(self, probe: int, user: str, version: int, sent: float) -> None:
-        with self.lock:
-            self.pending[probe] = (user, version, sent)
-
-    def run(self) -> None:
-        # the history version is found with a pattern, not by parsing the entry: the
-        # watcher shares the machine with the worker it measures and must stay light
-        version_of = re.compile(rb'"history_version":(\d+)')
-        while not self.stop.is_set() or self.pending:
-            with self.lock:
-                items = list(self.pending.items())
-            if not items:
-                time.sleep(0.0005)
-                continue
-            raws = self.conn.mget([keys.recommendations_key(u, "als") for _, (u, _, _) in items])
-            # every 2 ms: polling must not take the CPU the worker is measured on
-            now = time.perf_counter()
-            with self.lock:
-                for (probe, (_, version, sent)), raw in zip(items, raws, strict=True):
-                    found = version_of.search(raw) if raw is not None else None
-                    if found is not None and int(found.group(1)) >= version:
-                        self.latencies.append((sent, now - sent))
-                        del self.pending[probe]
-            time.sleep(0.002)
+def watch_probes(home: str, todo: Any, done: Any, stop: Any) -> None:
+    """The probe watcher, in a process of its own (a thread would share the producer's
+    interpreter lock, and a starved watcher would see entries late): it polls the cache
+    entries of pending probes every 2 ms and reports ``(probe, user, sent, latency)`` when
+    an entry reaches the probe's history version; ``None`` when it is done."""
+    conn = connect(Settings(home=Path(home)))
+    # the history version is found with a pattern, not by parsing the entry: the watcher
+    # shares the machine with the worker it measures and must stay light
+    version_of = re.compile(rb'"history_version":(\d+)')
+    pending: dict[int, tuple[str, int, float]] = {}
+    deadline = None
+    while True:
+        while not todo.empty():
+            probe, user, version, sent = todo.get()
+            pending[probe] = (user, version, sent)
+        if stop.is_set():
+            deadline = deadline or time.monotonic() + 60
+            if (not pending and todo.empty()) or time.monotonic() > deadline:
+                break
+        if not pending:
+            time.sleep(0.0005)
+            continue
+        items = list(pending.items())
+        raws = conn.mget([keys.recommendations_key(u, "als") for _, (u, _, _) in items])
+        now = time.monotonic()
+        for (probe, (user, version, sent)), raw in zip(items, raws, strict=True):
+            found = version_of.search(raw) if raw is not None else None
+            if found is not None and int(found.group(1)) >= version:
+                done.put((probe, user, sent, now - sent))
+                del pending[probe]
+        time.sleep(0.002)  # polling must not take the CPU the worker is measured on
+    done.put(None)
 
 
 def sustained_load(
@@ -121,22 +121,42 @@ def sustained_load(
     probe_users = users[: len(users) // 10]
     background = users[len(users) // 10 :]
     versions = {u: int(conn.get(keys.user_version_key(u)) or 0) for u in probe_users}
-    watcher = ProbeWatcher(conn)
+    context = multiprocessing.get_context("spawn")
+    todo, done, stop = context.Queue(), context.Queue(), context.Event()
+    watcher = context.Process(
+        target=watch_probes, args=(str(settings.home), todo, done, stop), daemon=True
+    )
     watcher.start()
+    time.sleep(1.0)  # the watcher imports and connects
+    waiting: set[str] = set()
+    latencies: list[tuple[float, float]] = []  # (sent, latency)
+
+    def collect(block: bool) -> bool:
+        while True:
+            try:
+                result = done.get(timeout=120) if block else done.get_nowait()
+            except queue.Empty:
+                return False
+            if result is None:
+                return True
+            _, user, sent, latency = result
+            waiting.discard(user)
+            latencies.append((sent, latency))
+
     total = int(rate * (warmup + seconds))
     start = time.perf_counter()
-    measured_from = start + warmup
+    measured_from = time.monotonic() + warmup
     with Producer(conn, settings) as producer:
         for n in range(total):
             if n % PROBE_EVERY == 0:
+                collect(block=False)
                 user = rng.choice(probe_users)
-                with watcher.lock:
-                    busy = any(u == user for u, _, _ in watcher.pending.values())
-                if not busy:
+                if user not in waiting:
                     versions[user] += 1
-                    sent = time.perf_counter()
+                    waiting.add(user)
+                    sent = time.monotonic()
                     producer.send(user, rng.choice(items), 1)
-                    watcher.add(n, user, versions[user], sent)
+                    todo.put((n, user, versions[user], sent))
                 else:
                     producer.send(rng.choice(background), rng.choice(items), 1)
             else:
@@ -145,10 +165,12 @@ def sustained_load(
             if ahead > 0.001:  # pace to the millisecond: a sleep per event costs the CPU
                 time.sleep(ahead)
     elapsed = time.perf_counter() - start
-    watcher.stop.set()
+    stop.set()
+    while not collect(block=True):
+        pass
     watcher.join(timeout=60)
-    steady = [lat for sent, lat in watcher.latencies if sent >= measured_from]
-    early = [lat for sent, lat in watcher.latencies if sent < measured_from]
+    steady = [lat for sent, lat in latencies if sent >= measured_from]
+    early = [lat for sent, lat in latencies if sent < measured_from]
     return steady, early, total, elapsed
 
 
