@@ -13,7 +13,10 @@ from streamrec.settings import Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import Vocabulary
+from streamrec.worker.handlers import EventHandler
+from streamrec.worker.jobs import prepare
 from streamrec.worker.runner import run_worker
+from streamrec.worker.serving import OnlineServing
 
 #: A small ALS model of planted tastes (the ``trained`` fixture in conftest.py).
 ALS_PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)
@@ -41,3 +44,12 @@ def dump_state(conn: redis.Redis, store: HistoryStore) -> dict[str, Any]:
         "events_applied": counts.events_applied,
         "dead_letters": counts.dead_letters,
     }
+
+
+def deferring_handler(conn: redis.Redis, settings: Settings) -> tuple[EventHandler, OnlineServing]:
+    """A worker's handler that defers serving, as when more batches always wait."""
+    handler = prepare(conn, settings, coalesce=True)
+    online = handler.deferring[0]
+    assert isinstance(online, OnlineServing)
+    online.busy = lambda: True
+    return handler, online

@@ -22,8 +22,7 @@ from streamrec.state.erasure import forget_user
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
 from streamrec.worker.jobs import prepare
-from streamrec.worker.serving import OnlineServing
-from tests.integration.helpers import drain
+from tests.integration.helpers import deferring_handler, drain
 
 
 def everything(conn: redis.Redis) -> dict[str, Any]:
@@ -52,10 +51,7 @@ def job_events(conn: redis.Redis, job_id: str) -> list[Any]:
 def test_a_deferred_refresh_does_not_write_a_forgotten_user_back(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
-    handler = prepare(redis_conn, settings, coalesce=True)
-    online = handler.deferring[0]
-    assert isinstance(online, OnlineServing)
-    online.busy = lambda: True  # more batches wait: the worker defers serving
+    handler, online = deferring_handler(redis_conn, settings)  # as if more batches waited
     validator = EventValidator(settings)
     items = sorted(trained)[:3]
     handler.handle("b1", [validator.make("gone", i, 2).to_dict() for i in items])

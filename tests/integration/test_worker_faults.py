@@ -25,6 +25,7 @@ from streamrec.worker.jobs import prepare
 from streamrec.worker.recovery import _machine, _start_ticks, is_dead
 from streamrec.worker.serving import OnlineServing
 from tests.integration.conftest import kill_server
+from tests.integration.helpers import deferring_handler
 
 
 def wait_for(condition: object, timeout: float, what: str) -> None:
@@ -194,10 +195,7 @@ def test_dead_workers_are_recognised_in_containers_and_across_hosts(
 def test_users_a_dead_worker_left_unserved_are_served_by_another(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
-    dying = prepare(redis_conn, settings, coalesce=True)
-    online = dying.deferring[0]
-    assert isinstance(online, OnlineServing)
-    online.busy = lambda: True  # it defers, then dies before serving
+    dying, online = deferring_handler(redis_conn, settings)  # it defers, then dies
     validator = EventValidator(settings)
     items = sorted(trained)
     users = [f"orphan-{n}" for n in range(6)]
