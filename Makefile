@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/freshness.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/kernel_mf.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/faults.py
 
 clean:
 	-STREAMREC_HOME=$(CURDIR)/.demo-home $(BIN)/streamrec server stop
