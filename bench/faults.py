@@ -541,7 +541,7 @@ def main() -> int:
     MARKER.unlink(missing_ok=True)
     home = Path(tempfile.mkdtemp(prefix="sr-f-", dir="/tmp"))
     settings = Settings(home=home)
-    env = {**os.environ, **settings.to_env(), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**settings.child_env(os.environ), "OPENBLAS_NUM_THREADS": "1"}
     workers = Workers(home, env)
     threads: list[Monitor | Faults] = []
     failed = True

@@ -191,6 +191,13 @@ class Settings:
             kw["kind_weights"] = MappingProxyType(parse_kind_weights(env["STREAMREC_KIND_WEIGHTS"]))
         return cls(**kw)
 
+    def child_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """An environment for a child process: ``base`` (say ``os.environ``: PATH and the
+        like) without its ``STREAMREC_*`` variables, then :meth:`to_env` — the child gets
+        exactly these settings, not the ones ``base`` would give."""
+        env = {k: v for k, v in base.items() if not k.startswith("STREAMREC_")}
+        return {**env, **self.to_env()}
+
     def to_env(self) -> dict[str, str]:
         """The ``STREAMREC_*`` variables that rebuild these settings in another process (a
         worker's children get the parent's settings, flags included)."""

@@ -200,7 +200,7 @@ def test_replay_survives_a_server_killed_and_restarted_mid_stream(
     rows = [f"u{n % 9},i{n},1,{1_700_000_000 + n}" for n in range(1500)]
     data = tmp_path / "plays.csv"
     data.write_text("user,item,weight,timestamp\n" + "\n".join(rows) + "\n")
-    env = {**os.environ, **private_settings.to_env()}
+    env = private_settings.child_env(os.environ)
     conn = connect(private_settings)
     replay = subprocess.Popen(
         [sys.executable, "-m", "streamrec", "replay", str(data), "--format", "csv",

@@ -40,7 +40,7 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
 def worker_process(
     settings: Settings, *args: str, env: dict[str, str] | None = None, capture: bool = False
 ) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, **settings.to_env()} if env is None else env
+    environment = settings.child_env(os.environ) if env is None else env
     environment.setdefault("OPENBLAS_NUM_THREADS", "1")
     return subprocess.Popen(
         [sys.executable, "-m", "streamrec", *args],
@@ -163,7 +163,6 @@ def test_sigterm_to_a_worker_group_stops_every_child(
         return False
 
     wait_for(lambda: all(gone(pid) for pid in pids if pid), 30, "the children to exit")
-    assert Worker.count(redis_conn) == 0
 
 
 def test_dead_workers_are_recognised_in_containers_and_across_hosts(

@@ -94,3 +94,10 @@ def test_a_bad_url_is_reported_without_its_password() -> None:
 def test_limits_are_checked(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_a_child_gets_exactly_the_parents_settings(tmp_path: Path) -> None:
+    parent = {"PATH": "/bin", "STREAMREC_REDIS_URL": "redis://elsewhere:6379/0"}
+    env = Settings(home=tmp_path).child_env(parent)
+    assert env["PATH"] == "/bin" and "STREAMREC_REDIS_URL" not in env
+    assert Settings.from_env(env) == Settings(home=tmp_path)

@@ -325,9 +325,9 @@ def spawn_workers(
         command += ["--queue", name]
     if burst:
         command.append("--burst")
-    # The children inherit this process's environment (PATH, ...) with the settings on top,
-    # so flags given to the parent reach them too.
-    env = {**os.environ, **settings.to_env()}
+    # The children inherit this process's environment (PATH, ...) with its STREAMREC_*
+    # variables replaced by the settings, so flags given to the parent reach them too.
+    env = settings.child_env(os.environ)
     return [subprocess.Popen(command, env=env) for _ in range(count)]
 
 
