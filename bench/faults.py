@@ -57,13 +57,14 @@ from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.errors import DeliveryError, RedisUnavailableError
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.events import EventValidator
-from streamrec.producer.producer import Producer
+from streamrec.events import EventValidator
+from streamrec.producer import Producer
+from streamrec.serving.training import train_als
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis, connect, stop_embedded
+from streamrec.state.bulk import BulkLoader
+from streamrec.state.connection import connect, stop_embedded
+from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.queues import APPLY_EVENTS, queue
-from streamrec.worker.training import train_als
 
 MARKER = Path("/tmp/sr-faults-pwned")
 #: Fractions of the run at which garbage is pushed (away from the Redis kill at a third).

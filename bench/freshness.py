@@ -40,17 +40,17 @@ import numpy as np
 import redis
 
 from streamrec import keys
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.importers import open_source
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.data.importers import open_source
+from streamrec.data.synthetic import SyntheticConfig, generate
+from streamrec.producer import Producer
+from streamrec.serving.online import OnlineServing
+from streamrec.serving.served import ServedALS
+from streamrec.serving.training import train_als
 from streamrec.settings import Settings
+from streamrec.state.bulk import BulkLoader
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.connection import connect, stop_embedded
 from streamrec.state.matrices import MatrixReader
-from streamrec.worker.served import ServedALS
-from streamrec.worker.serving import OnlineServing
-from streamrec.worker.training import train_als
 
 PROBE_EVERY = 10
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import redis
 
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.data.synthetic import SyntheticConfig, generate
+from streamrec.producer import Producer
 from streamrec.settings import Settings
 from streamrec.state.connection import connect, stop_embedded
 from streamrec.state.stats import read_counts

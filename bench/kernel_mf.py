@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.data.importers import open_source
+from streamrec.data.interactions import Interactions, read_interactions
+from streamrec.data.splits import new_user_split, random_split
 from streamrec.models.baseline import BaselineModel, BaselineParams
-from streamrec.models.evaluation import Interactions, new_user_split, random_split
 from streamrec.models.kernel_mf import KernelMF
 from streamrec.models.kernel_mf_params import KernelMFParams
-from streamrec.producer.importers import open_source
-from streamrec.producer.interactions import read_interactions
 from streamrec.settings import Settings
 
 #: The reference's configurations (Quang-Vinh/matrix-factorization examples/ and README).

@@ -62,7 +62,7 @@ class Settings:
         socket_timeout: seconds a Redis command may take before a client gives up on it.
         connect_timeout: seconds to wait for a connection to Redis.
         delivery_timeout: seconds the producer keeps retrying a batch Redis does not take
-            before :meth:`~streamrec.producer.producer.Producer.flush` gives up.
+            before :meth:`~streamrec.producer.Producer.flush` gives up.
         max_buffered: events the producer holds unsent (accepted but not yet delivered)
             before ``send`` refuses more.
         worker_ttl: seconds after its last heartbeat that a worker counts as dead (its jobs

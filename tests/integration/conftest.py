@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.synthetic import generate
+from streamrec.data.synthetic import generate
+from streamrec.serving.training import train_als
 from streamrec.settings import Settings
+from streamrec.state.bulk import BulkLoader
 from streamrec.state.connection import stop_embedded
-from streamrec.worker.training import train_als
 from tests.integration.helpers import ALS_CONFIG, ALS_PARAMS
 
 

@@ -7,16 +7,16 @@ from typing import Any
 import redis
 
 from streamrec import keys
+from streamrec.data.synthetic import SyntheticConfig
 from streamrec.models.als import ALSParams
-from streamrec.producer.synthetic import SyntheticConfig
+from streamrec.serving.handler import EventHandler
+from streamrec.serving.online import OnlineServing
 from streamrec.settings import Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import Vocabulary
-from streamrec.worker.handlers import EventHandler
 from streamrec.worker.jobs import prepare
 from streamrec.worker.runner import run_worker
-from streamrec.worker.serving import OnlineServing
 
 #: A small ALS model of planted tastes (the ``trained`` fixture in conftest.py).
 ALS_PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)

@@ -13,14 +13,14 @@ from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.errors import InvalidEventError
-from streamrec.producer.events import EventValidator
-from streamrec.producer.producer import JOB_FUNCTION, Producer
+from streamrec.events import EventValidator
+from streamrec.producer import JOB_FUNCTION, Producer
+from streamrec.serving.handler import EventHandler
 from streamrec.settings import Settings
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
 from streamrec.state.stats import read_counts
-from streamrec.worker.handlers import EventHandler
 from tests.integration.helpers import drain, dump_state
 from tests.malformed import MALFORMED
 

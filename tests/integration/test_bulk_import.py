@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from streamrec.producer.bulk import BulkLoader, ImportReport
-from streamrec.producer.events import Event
-from streamrec.producer.importers import RawRecord, open_source
+from streamrec.data.importers import RawRecord, open_source
+from streamrec.events import Event
 from streamrec.settings import Settings
+from streamrec.state.bulk import BulkLoader, ImportReport
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
 from streamrec.state.vocab import ItemCatalog, Vocabulary

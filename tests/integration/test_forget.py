@@ -14,8 +14,8 @@ from rq.registry import FailedJobRegistry
 
 from streamrec import keys
 from streamrec.cli import cli
-from streamrec.producer.events import EventValidator
-from streamrec.producer.producer import JOB_FUNCTION, Producer
+from streamrec.events import EventValidator
+from streamrec.producer import JOB_FUNCTION, Producer
 from streamrec.settings import Settings
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.erasure import forget_user

@@ -14,13 +14,13 @@ from hypothesis import settings as hypothesis_settings
 
 from streamrec import keys
 from streamrec.errors import InvalidEventError
+from streamrec.events import EventValidator
 from streamrec.models.als import ALSParams
-from streamrec.producer.events import EventValidator
+from streamrec.serving.handler import EventHandler
+from streamrec.serving.training import train_als
 from streamrec.settings import MAX_STORED_WEIGHT, Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
-from streamrec.worker.handlers import EventHandler
-from streamrec.worker.training import train_als
 
 json_values = st.recursive(
     st.none()

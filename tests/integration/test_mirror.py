@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import redis
 
-from streamrec.producer.events import Event, EventValidator
+from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
-from streamrec.state.histories import BatchOutcome, HistoryStore
+from streamrec.state.histories import HistoryStore
 from streamrec.state.matrices import HistoryRows, MatrixReader
 from streamrec.state.mirror import HistoryMirror
+from streamrec.state.outcome import BatchOutcome
 
 USERS = [f"u{n}" for n in range(6)]
 ITEMS = [f"i{n}" for n in range(15)]

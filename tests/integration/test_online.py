@@ -12,10 +12,13 @@ from click.testing import CliRunner
 
 from streamrec import keys
 from streamrec.cli import cli
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import generate, item_id
+from streamrec.data.synthetic import generate, item_id
+from streamrec.producer import Producer
+from streamrec.serving.online import OnlineServing
+from streamrec.serving.served import ServedALS
+from streamrec.serving.training import train_als
 from streamrec.settings import Settings
+from streamrec.state.bulk import BulkLoader
 from streamrec.state.cache import (
     CacheEntry,
     RecommendationCache,
@@ -27,9 +30,6 @@ from streamrec.state.registry import ModelRegistry
 from streamrec.worker import jobs
 from streamrec.worker.jobs import prepare
 from streamrec.worker.runner import StreamrecWorker
-from streamrec.worker.served import ServedALS
-from streamrec.worker.serving import OnlineServing
-from streamrec.worker.training import train_als
 from tests.integration.helpers import ALS_CONFIG as CONFIG
 from tests.integration.helpers import ALS_PARAMS as PARAMS
 from tests.integration.helpers import drain

@@ -10,16 +10,16 @@ from click.testing import CliRunner
 
 from streamrec import keys
 from streamrec.cli import cli
+from streamrec.data.synthetic import SyntheticConfig, generate
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.producer import Producer
+from streamrec.serving.training import train_als, train_kmf
 from streamrec.settings import Settings
+from streamrec.state.bulk import BulkLoader
 from streamrec.state.cache import RecommendationClient
 from streamrec.worker.runner import run_worker
-from streamrec.worker.training import train_als, train_kmf
 from tests.integration.helpers import drain
 
 PARAMS = KernelMFParams(factors=8, epochs=40, lr=0.02, reg=0.02, update_epochs=40)

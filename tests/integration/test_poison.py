@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.cli import cli
-from streamrec.producer.producer import Producer
+from streamrec.producer import Producer
 from streamrec.settings import Settings
 from streamrec.state.quarantine import Quarantine
 from streamrec.state.queues import APPLY_EVENTS, SafeJob, queue

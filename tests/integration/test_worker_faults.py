@@ -15,15 +15,15 @@ import redis
 from rq.worker import Worker
 
 from streamrec import keys
-from streamrec.producer.events import EventValidator
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import item_id
+from streamrec.data.synthetic import item_id
+from streamrec.events import EventValidator
+from streamrec.producer import Producer
+from streamrec.serving.online import OnlineServing
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.state.stats import read_counts
 from streamrec.worker.jobs import prepare
 from streamrec.worker.recovery import _machine, _start_ticks, is_dead
-from streamrec.worker.serving import OnlineServing
 from tests.integration.conftest import kill_server
 from tests.integration.helpers import deferring_handler
 
@@ -129,10 +129,10 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     import shutil
     import tempfile
 
-    from streamrec.producer.bulk import BulkLoader
-    from streamrec.producer.synthetic import generate
+    from streamrec.data.synthetic import generate
+    from streamrec.serving.training import train_als
+    from streamrec.state.bulk import BulkLoader
     from streamrec.state.connection import stop_embedded
-    from streamrec.worker.training import train_als
     from tests.integration.helpers import ALS_CONFIG, ALS_PARAMS
 
     home = Path(tempfile.mkdtemp(prefix="sr-t-", dir="/tmp"))

@@ -15,8 +15,8 @@ import redis
 from rq.registry import StartedJobRegistry
 
 from streamrec import keys
-from streamrec.producer.events import EventValidator
-from streamrec.producer.producer import JOB_FUNCTION
+from streamrec.events import EventValidator
+from streamrec.producer import JOB_FUNCTION
 from streamrec.settings import Settings
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue

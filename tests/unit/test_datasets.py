@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from streamrec.errors import ChecksumMismatchError, ConfigError, DatasetError, NotFoundError
-from streamrec.producer.datasets import (
+from streamrec.data.datasets import (
     DATASETS,
     MARKER_NAME,
     DatasetSpec,
@@ -26,6 +25,7 @@ from streamrec.producer.datasets import (
     fetch_dataset,
     with_mirror,
 )
+from streamrec.errors import ChecksumMismatchError, ConfigError, DatasetError, NotFoundError
 
 U_DATA = b"1\t10\t5\t881250949\n1\t20\t3\t881250950\n2\t10\t4\t891717742\n"
 

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 
+from streamrec.data.interactions import Interactions
+from streamrec.data.splits import new_user_split, random_split
 from streamrec.errors import ConfigError
-from streamrec.models.evaluation import (
-    Interactions,
-    RankingMetrics,
-    new_user_split,
-    random_split,
-    ranking_metrics,
-)
+from streamrec.models.evaluation import RankingMetrics, ranking_metrics
 
 
 def _test_matrix(relevant: Sequence[Sequence[int]], n_items: int) -> scipy.sparse.csr_matrix:

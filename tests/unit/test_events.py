@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from streamrec.errors import InvalidEventError
-from streamrec.producer.events import EventValidator
+from streamrec.events import EventValidator
+from streamrec.serving.handler import EventHandler
 from streamrec.settings import Settings
-from streamrec.worker.handlers import EventHandler
 from tests.malformed import MALFORMED, MALFORMED_PYTHON_ONLY
 
 NOW = 1_750_000_000.0

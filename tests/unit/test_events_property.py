@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from streamrec.errors import InvalidEventError
-from streamrec.producer.events import FIELDS, Event, EventValidator
+from streamrec.events import FIELDS, Event, EventValidator
 from streamrec.settings import RATING_KIND, Settings
 
 NOW = 1_750_000_000.0

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 
 from streamrec.cli.context import AppContext
 from streamrec.cli.evaluate import evaluate
+from streamrec.data.importers import open_source
+from streamrec.data.interactions import Interactions, read_interactions
+from streamrec.data.splits import new_user_split
+from streamrec.data.synthetic import SyntheticConfig, generate
 from streamrec.models import experiments
 from streamrec.models.als import ALSParams, ImplicitALS
-from streamrec.models.evaluation import Interactions, new_user_split
 from streamrec.models.experiments import evaluate_new_users, evaluate_random
-from streamrec.producer.importers import open_source
-from streamrec.producer.interactions import read_interactions
-from streamrec.producer.synthetic import SyntheticConfig, generate
 from streamrec.settings import Settings
 
 PARAMS = ALSParams(factors=8, regularization=1.0, alpha=10.0, iterations=10)

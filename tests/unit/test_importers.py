@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from streamrec.data.importers import FORMATS, RawRecord, open_source
 from streamrec.errors import ImportFormatError, InvalidEventError
-from streamrec.producer.events import EventValidator
-from streamrec.producer.importers import FORMATS, RawRecord, open_source
+from streamrec.events import EventValidator
 from streamrec.settings import Settings
 
 U_DATA = "1\t10\t4\t881250949\n1\t20\tabc\t881250950\n\n2\t10\t5\n2\t30\t3\t881250951\n"
@@ -35,7 +35,7 @@ def ml100k(folder: Path) -> Path:
 
 
 def test_every_fetchable_dataset_has_an_importer() -> None:
-    from streamrec.producer.datasets import DATASETS
+    from streamrec.data.datasets import DATASETS
 
     assert {spec.import_format for spec in DATASETS.values()} <= set(FORMATS)
 

@@ -8,7 +8,7 @@ import sys
 
 def test_worker_and_cli_start_without_tensorflow() -> None:
     code = (
-        "import sys, streamrec, streamrec.worker.jobs, streamrec.cli, streamrec.producer.producer\n"
+        "import sys, streamrec, streamrec.worker.jobs, streamrec.cli, streamrec.producer\n"
         "heavy = sorted(m for m in ('tensorflow', 'tensorflow_recommenders', 'scann') "
         "if m in sys.modules)\n"
         "print(','.join(heavy))"

@@ -226,7 +226,7 @@ def test_baseline_update_users_freezes_item_biases(data: sp.csr_matrix) -> None:
 
 def test_the_ingest_path_does_not_import_numba() -> None:
     code = (
-        "import sys, streamrec, streamrec.worker.jobs, streamrec.cli, streamrec.producer.producer\n"
+        "import sys, streamrec, streamrec.worker.jobs, streamrec.cli, streamrec.producer\n"
         "print('numba' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

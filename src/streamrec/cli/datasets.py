@@ -7,7 +7,7 @@ from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from streamrec.cli.context import AppContext, pass_app
-from streamrec.producer.datasets import DATASETS, dataset, fetch_dataset, with_mirror
+from streamrec.data.datasets import DATASETS, dataset, fetch_dataset, with_mirror
 
 
 @click.group()

@@ -13,15 +13,15 @@ from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
 from streamrec.cli.operate import status
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.producer import Producer
-from streamrec.producer.synthetic import SyntheticConfig, generate
+from streamrec.data.synthetic import SyntheticConfig, generate
+from streamrec.producer import Producer
+from streamrec.serving.training import train_als, train_kmf
+from streamrec.state.bulk import BulkLoader
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
 from streamrec.worker.runner import spawn_workers, stop_workers
-from streamrec.worker.training import train_als, train_kmf
 
 
 @click.command()

@@ -16,11 +16,11 @@ from rich.table import Table
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import FORMAT_OPTION, progress_bar
 from streamrec.cli.options import als_from, check_options, kmf_from, model_params
+from streamrec.data.importers import open_source
+from streamrec.data.interactions import LoadedInteractions, read_interactions
 from streamrec.errors import ConfigError, ImportFormatError
 from streamrec.models.experiments import evaluate_new_users, evaluate_random
 from streamrec.models.rating_experiments import evaluate_kmf_new_users, evaluate_kmf_random
-from streamrec.producer.importers import open_source
-from streamrec.producer.interactions import LoadedInteractions, read_interactions
 
 _PROTOCOLS = {"random": evaluate_random, "new-users": evaluate_new_users}
 _RATING_PROTOCOLS = {"random": evaluate_kmf_random, "new-users": evaluate_kmf_new_users}

@@ -9,10 +9,10 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streamrec.cli.context import AppContext, pass_app
+from streamrec.data.importers import FORMATS, open_source
 from streamrec.errors import InvalidEventError
-from streamrec.producer.bulk import BulkLoader
-from streamrec.producer.importers import FORMATS, open_source
-from streamrec.producer.producer import Producer
+from streamrec.producer import Producer
+from streamrec.state.bulk import BulkLoader
 
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), required=True, help="Layout of the file."

@@ -19,12 +19,12 @@ from streamrec.cli.ingest import progress_bar
 from streamrec.cli.options import als_params, kmf_from, kmf_params
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
+from streamrec.serving.served import ServedALS
+from streamrec.serving.training import TrainReport, train_als, train_kmf
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.matrices import MatrixReader
 from streamrec.state.queues import queue
 from streamrec.state.vocab import ItemCatalog, Vocabulary
-from streamrec.worker.served import ServedALS
-from streamrec.worker.training import TrainReport, train_als, train_kmf
 
 
 @click.group()

@@ -10,9 +10,10 @@ from rich.table import Table
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.errors import InvalidEventError
-from streamrec.producer.producer import Producer
-from streamrec.state.connection import EmbeddedRedis, describe, stop_embedded
+from streamrec.producer import Producer
+from streamrec.state.connection import describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
+from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.erasure import forget_user
 from streamrec.state.quarantine import Quarantine
 from streamrec.worker.runner import run_worker, supervise, worker_connection

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from streamrec.models.index.exact import ExactIndex
+from streamrec.models.padded import UserSystems, padded_groups
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +57,6 @@ class ALSParams:
     confidence: Confidence = "log"
     random_state: int = 42
     num_threads: int = 0
-
-
-@dataclass(frozen=True)
-class UserSystems:
-    """Users solved by :meth:`ImplicitALS.solve_users`.
-
-    Attributes:
-        confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
-        inverse: the inverses of the normal-equation matrices ``A_u``,
-            ``(n, factors, factors)`` float32.
-        vectors: the solved user vectors, ``(n, factors)`` float32.
-        groups: the non-empty rows of ``confidence`` in padded groups (see
-            :func:`_padded_groups`), reused by :meth:`ImplicitALS.because`.
-    """
-
-    confidence: sp.csr_matrix
-    inverse: np.ndarray
-    vectors: np.ndarray
-    groups: list[PaddedGroup]
 
 
 class ImplicitALS:
@@ -132,7 +114,8 @@ class ImplicitALS:
         return self
 
     def fold_in_users(self, user_items: sp.csr_matrix) -> np.ndarray:
-        """Solve user vectors exactly against the frozen item factors.
+        """Solve user vectors exactly against the frozen item factors (with
+        :meth:`solve_users`: the one fold-in path, for serving and evaluation alike).
 
         Args:
             user_items: one row per user holding the user's FULL history (raw weights), shape
@@ -141,8 +124,7 @@ class ImplicitALS:
         Returns:
             User vectors, shape ``(n, factors)`` float32. Nothing is stored.
         """
-        rows = self._clip(user_items)
-        return np.asarray(self._model.recalculate_user(np.arange(rows.shape[0]), rows))
+        return self.solve_users(user_items).vectors
 
     def fold_in_items(self, item_users: sp.csr_matrix, user_vectors: np.ndarray) -> np.ndarray:
         """Solve vectors for items first seen after training, against fixed user vectors.
@@ -235,7 +217,7 @@ class ImplicitALS:
         a = np.repeat(self._yty().astype(np.float32)[None], n, axis=0)
         a[:, np.arange(f), np.arange(f)] += self.params.regularization
         b = np.zeros((n, f), dtype=np.float32)
-        groups = _padded_groups(conf)
+        groups = padded_groups(conf)
         for group in groups:
             yh = y[group.items]  # (g, L, f); padding slots have confidence 0 and no weight
             c = group.confidence * alpha
@@ -276,7 +258,9 @@ class ImplicitALS:
             g, length, k = contrib.shape
             for rank in range(min(n, length)):  # n is small: repeated argmax beats a sort
                 best = contrib.argmax(axis=1)  # (g, k)
-                found = np.take_along_axis(group.mask, best, axis=1)
+                # a user with fewer history items than ``rank`` has only -inf left: its
+                # argmax points at a slot already taken, which must not be named again
+                found = np.isfinite(np.take_along_axis(contrib, best[:, None, :], axis=1)[:, 0])
                 out[group.rows, :, rank] = np.where(
                     found, np.take_along_axis(group.items, best, axis=1), -1
                 )
@@ -348,35 +332,6 @@ class ImplicitALS:
     def _require_fit(self) -> None:
         if self._model is None:
             raise RuntimeError("the model is not trained: call fit() or load() first")
-
-
-@dataclass(frozen=True)
-class PaddedGroup:
-    """Users of similar history length, their confidence rows padded to one length."""
-
-    rows: np.ndarray  # (g,) row numbers in the CSR
-    items: np.ndarray  # (g, L) item ids, 0 in padding slots
-    confidence: np.ndarray  # (g, L) float32 confidence before alpha, 0 in padding slots
-    mask: np.ndarray  # (g, L) True for real slots
-
-
-def _padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[PaddedGroup]:
-    """Split the non-empty rows of ``conf`` into groups of up to ``size`` users of similar
-    history length, padded, so that per-user products run as a few batched matmuls."""
-    lengths = np.diff(conf.indptr)
-    order = np.argsort(lengths, kind="stable")
-    order = order[lengths[order] > 0]
-    groups = []
-    for start in range(0, len(order), size):
-        rows = order[start : start + size]
-        width = int(lengths[rows].max())
-        offsets = np.arange(width)
-        mask = offsets[None, :] < lengths[rows][:, None]
-        slots = np.where(mask, conf.indptr[rows][:, None] + offsets[None, :], 0)
-        items = np.where(mask, conf.indices[slots], 0)
-        confidence = np.where(mask, conf.data[slots], np.float32(0))
-        groups.append(PaddedGroup(rows, items, confidence, mask))
-    return groups
 
 
 def _implicit_model(params: ALSParams) -> Any:

@@ -21,14 +21,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from streamrec.data.interactions import Interactions
+from streamrec.data.splits import new_user_split, random_split
 from streamrec.models.als import ALSParams, ImplicitALS, single_threaded_blas
-from streamrec.models.evaluation import (
-    Interactions,
-    new_user_split,
-    random_split,
-    ranking_metrics,
-    ratio,
-)
+from streamrec.models.evaluation import ranking_metrics, ratio
 
 logger = logging.getLogger(__name__)
 

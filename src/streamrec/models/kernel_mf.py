@@ -38,7 +38,7 @@ from streamrec.errors import ConfigError
 from streamrec.models import sgd
 from streamrec.models.index.exact import ExactIndex
 from streamrec.models.kernel_mf_params import KernelMFParams, check_ratings
-from streamrec.models.sparse import with_width
+from streamrec.models.sparse import grown, with_width
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class KernelMF:
         """
         ids = self._ids(user_ids, ratings)
         bias, vectors = self._solve_users(ratings)
-        self._bu, self._p = _grown(self._bu, ids), _grown(self._p, ids)
+        self._bu, self._p = grown(self._bu, ids), grown(self._p, ids)
         self._bu[ids], self._p[ids] = bias, vectors
         return np.hstack([vectors, bias[:, None]]).astype(np.float32)
 
@@ -237,7 +237,7 @@ class KernelMF:
         if v.shape[0] != ids.shape[0]:
             raise ValueError(f"need one vector per id (got {ids.shape} ids, {v.shape} vectors)")
         f = self.params.factors
-        self._bi, self._q = _grown(self._bi, ids), _grown(self._q, ids)
+        self._bi, self._q = grown(self._bi, ids), grown(self._q, ids)
         self._q[ids] = v[:, :f]
         self._bi[ids] = 0.0 if self.params.kernel == "rbf" else v[:, f]
         self.index.upsert(ids, vectors)
@@ -295,6 +295,13 @@ class KernelMF:
         ids, raw = self.index.search(query, k, exclude)
         return ids, np.where(ids >= 0, self._ratings(uv, raw), -np.inf).astype(np.float32)
 
+    def because(self, ratings: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
+        """``(users, k, n)`` ids of the rated items that explain recommendations ``ids``
+        (see :mod:`~streamrec.models.kernel_mf_because`), ``-1`` padding."""
+        from streamrec.models.kernel_mf_because import liked_and_alike
+
+        return liked_and_alike(self, ratings, ids, n)
+
     def save(self, path: Path) -> None:
         """Write ``model.npz`` (parameters) and ``params.json`` into the folder ``path``."""
         self._require_fit()
@@ -318,17 +325,7 @@ class KernelMF:
 
     def _kernel(self, mean: float | None = None) -> sgd.Kernel:
         """The loss constants for numba (``mean``: μ, default the model's)."""
-        p = self.params
-        mean = self._mean if mean is None else mean
-        a, c = float(p.min_rating), float(p.max_rating - p.min_rating)
-        offset = mean
-        if p.kernel == "sigmoid":
-            s = min(max((mean - a) / c, 1e-6), 1.0 - 1e-6)
-            offset = math.log(s / (1.0 - s))
-        gamma = p.gamma if p.gamma is not None else 1.0 / max(p.factors, 1)
-        reg_bias = p.reg if p.reg_bias is None else p.reg_bias
-        kind = sgd.KERNELS[p.kernel]
-        return sgd.Kernel(kind, offset, a, c, float(gamma), float(p.reg), float(reg_bias))
+        return sgd.kernel_constants(self.params, self._mean if mean is None else mean)
 
     def _ratings(self, uv: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """Index scores of users ``uv`` turned into predicted ratings (clipped)."""
@@ -359,9 +356,8 @@ class KernelMF:
 
     def _solve_users(self, ratings: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         self._require_fit()
-        return self._solve(
-            with_width(sp.csr_matrix(ratings), self.n_items), True, self._bi, self._q
-        )
+        rows = with_width(sp.csr_matrix(ratings), self.n_items)
+        return self._solve(rows, True, self._bi, self._q)
 
     def _solve_items(
         self, item_users: sp.csr_matrix, user_bias: np.ndarray, user_factors: np.ndarray
@@ -376,22 +372,9 @@ class KernelMF:
         """Bias ``(n,)`` and vectors ``(n, factors)`` of each row, by :func:`sgd.solve_rows`."""
         if not rows.has_sorted_indices:  # the visiting order is the stored order
             rows = rows.sorted_indices()
-        values = self._valid(rows.data)
-        bias, out = np.zeros(rows.shape[0]), np.zeros((rows.shape[0], self.params.factors))
-        sgd.solve_rows(
-            self._kernel(),
-            rows_are_users,
-            float(self.params.update_lr),
-            self.params.update_epochs,
-            rows.indptr.astype(np.int64),
-            rows.indices.astype(np.int64),
-            values,
-            np.ascontiguousarray(other_bias, dtype=np.float64),
-            np.ascontiguousarray(other, dtype=np.float64),
-            bias,
-            out,
-        )
-        return bias, out
+        values, k = self._valid(rows.data), self._kernel()
+        lr, epochs = self.params.update_lr, self.params.update_epochs
+        return sgd.solve(k, rows, values, rows_are_users, lr, epochs, other_bias, other)
 
     def _valid(self, values: np.ndarray) -> np.ndarray:
         return check_ratings(values, self.params.min_rating, self.params.max_rating)
@@ -414,11 +397,3 @@ class KernelMF:
     def _require_fit(self) -> None:
         if self.index is None:
             raise RuntimeError("the model is not trained: call fit() or load() first")
-
-
-def _grown(array: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``array`` with zero rows appended so that every id in ``ids`` is a valid row."""
-    size = int(ids.max()) + 1 if ids.size else 0
-    if size <= len(array):
-        return array
-    return np.concatenate([array, np.zeros((size - len(array), *array.shape[1:]))])

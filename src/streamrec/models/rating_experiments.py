@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamrec.models.evaluation import Interactions, new_user_split, random_split, ratio
+from streamrec.data.interactions import Interactions
+from streamrec.data.splits import new_user_split, random_split
+from streamrec.models.evaluation import ratio
 from streamrec.models.kernel_mf_params import KernelMFParams
 
 if TYPE_CHECKING:

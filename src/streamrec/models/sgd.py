@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from streamrec.models.kernel_mf_params import KernelMFParams
 
 LINEAR, SIGMOID, RBF = 0, 1, 2
 KERNELS = {"linear": LINEAR, "sigmoid": SIGMOID, "rbf": RBF}
@@ -222,3 +226,45 @@ def predict_pairs(
             z = k.offset + (bu[u] if u >= 0 else 0.0) + (bi[i] if i >= 0 else 0.0)
             out[n] = z if k.kind == LINEAR else k.a + k.c / (1.0 + math.exp(-z))
     return out
+
+
+def solve(
+    k: Kernel,
+    rows: sp.csr_matrix,
+    values: np.ndarray,
+    rows_are_users: bool,
+    lr: float,
+    epochs: int,
+    other_bias: np.ndarray,
+    other: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bias ``(n,)`` and vectors ``(n, factors)`` of each row of ``rows`` (ratings
+    ``values``, in stored order), from zero, by :func:`solve_rows`."""
+    bias, out = np.zeros(rows.shape[0]), np.zeros((rows.shape[0], other.shape[1]))
+    solve_rows(
+        k,
+        rows_are_users,
+        float(lr),
+        epochs,
+        rows.indptr.astype(np.int64),
+        rows.indices.astype(np.int64),
+        values,
+        np.ascontiguousarray(other_bias, dtype=np.float64),
+        np.ascontiguousarray(other, dtype=np.float64),
+        bias,
+        out,
+    )
+    return bias, out
+
+
+def kernel_constants(params: KernelMFParams, mean: float) -> Kernel:
+    """The loss constants of a KernelMF with ``params`` and global mean rating ``mean``."""
+    a, c = float(params.min_rating), float(params.max_rating - params.min_rating)
+    offset = mean
+    if params.kernel == "sigmoid":
+        s = min(max((mean - a) / c, 1e-6), 1.0 - 1e-6)
+        offset = math.log(s / (1.0 - s))
+    gamma = params.gamma if params.gamma is not None else 1.0 / max(params.factors, 1)
+    reg_bias = params.reg if params.reg_bias is None else params.reg_bias
+    kind = KERNELS[params.kernel]
+    return Kernel(kind, offset, a, c, float(gamma), float(params.reg), float(reg_bias))

@@ -4,12 +4,50 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from streamrec import keys
-from streamrec.state.histories import DeadLetter
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event (or payload) that could not be applied, and why.
+
+    Attributes:
+        reason: the validation message.
+        field: the field at fault (``payload`` when the whole event is unreadable).
+        payload: the event as received (JSON-ready).
+        batch_id: the batch it came in, or the import it came from.
+        at: epoch seconds when it was dead-lettered.
+    """
+
+    reason: str
+    field: str
+    payload: Any
+    batch_id: str
+    at: float
+
+    def to_json(self) -> str:
+        """The JSON stored in the dead-letter list."""
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "field": self.field,
+                "payload": _jsonable(self.payload),
+                "batch_id": self.batch_id,
+                "at": self.at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DeadLetter:
+        """Parse an entry of the dead-letter list."""
+        data = json.loads(text)
+        return cls(data["reason"], data["field"], data["payload"], data["batch_id"], data["at"])
 
 
 class DeadLetterStore:
@@ -88,3 +126,18 @@ def _event_user(payload: Any) -> Any:
         except ValueError:
             return None
     return payload.get("user") if isinstance(payload, Mapping) else None
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` if it is JSON, else text that shows it (never raises: a payload too deep,
+    or with an int too long to print, is still dead-lettered)."""
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except Exception:
+        if isinstance(value, bytes | bytearray):
+            return bytes(value[:100_000]).decode("utf-8", errors="replace")
+        try:
+            return repr(value)[:100_000]
+        except Exception:
+            return f"<a {type(value).__name__} that cannot be shown>"

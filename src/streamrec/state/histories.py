@@ -11,18 +11,19 @@ changes nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis
 
 from streamrec import keys
-from streamrec.producer.events import Event
+from streamrec.events import Event
 from streamrec.settings import MAX_STORED_WEIGHT, RATING_KIND, Settings
+from streamrec.state.deadletters import DeadLetter
+from streamrec.state.outcome import BatchOutcome, merge, parse_reply
 from streamrec.state.scripts import script
 
 _GLOBAL_KEYS = (
@@ -41,111 +42,6 @@ _GLOBAL_KEYS = (
     keys.forgotten_expiry_key(),
     keys.unserved_key(),
 )
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event (or payload) that could not be applied, and why.
-
-    Attributes:
-        reason: the validation message.
-        field: the field at fault (``payload`` when the whole event is unreadable).
-        payload: the event as received (JSON-ready).
-        batch_id: the batch it came in, or the import it came from.
-        at: epoch seconds when it was dead-lettered.
-    """
-
-    reason: str
-    field: str
-    payload: Any
-    batch_id: str
-    at: float
-
-    def to_json(self) -> str:
-        """The JSON stored in the dead-letter list."""
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "field": self.field,
-                "payload": _jsonable(self.payload),
-                "batch_id": self.batch_id,
-                "at": self.at,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> DeadLetter:
-        """Parse an entry of the dead-letter list."""
-        data = json.loads(text)
-        return cls(data["reason"], data["field"], data["payload"], data["batch_id"], data["at"])
-
-
-class HistoryChange(NamedTuple):
-    """A value a batch left in a user's history: item dense id, which hash, stored value."""
-
-    item: int
-    rating: bool
-    value: float
-
-
-@dataclass(frozen=True)
-class TouchedUser:
-    """A user whose history a batch changed.
-
-    Attributes:
-        user: external id.
-        dense_id: the user's dense id.
-        version: history version after the batch.
-        events: events of the batch applied to the user (``version - events`` is the
-            version before it).
-        stored: the values the batch stored, in order, as the apply script returns them
-            (flat: item dense id, ``b"s"`` or ``b"r"``, value); :meth:`changes` parses
-            them. Kept raw because only a worker serving a model needs them.
-    """
-
-    user: str
-    dense_id: int
-    version: int
-    events: int = 0
-    stored: Sequence[Any] = ()
-
-    def changes(self) -> list[HistoryChange]:
-        """The values the batch stored, in order."""
-        flat = self.stored
-        return [
-            HistoryChange(int(flat[n]), flat[n + 1] == b"r", float(flat[n + 2]))
-            for n in range(0, len(flat), 3)
-        ]
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What applying a batch did.
-
-    Attributes:
-        batch_id: the batch.
-        applied: False when the batch id was already in the ledger (nothing changed).
-        events: events applied.
-        dead_letters: entries added to the dead-letter list.
-        users: users whose history changed, with what changed (only when the batch was
-            applied with ``detail``; see ``detailed``).
-        new_items: (item, dense id) of items first seen in this batch.
-        n_users: how many users the batch changed.
-        detailed: whether ``users`` lists them.
-        marks: the ids under which the batch's users wait in the unserved-batches hash
-            until a worker serves them (applied with ``serving`` only).
-    """
-
-    batch_id: str
-    applied: bool
-    events: int = 0
-    dead_letters: int = 0
-    users: tuple[TouchedUser, ...] = ()
-    new_items: tuple[tuple[str, int], ...] = field(default_factory=tuple)
-    n_users: int = 0
-    detailed: bool = True
-    marks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +122,7 @@ class HistoryStore:
         outcomes = []
         for start in range(0, len(parts), 4):  # a few parts per round trip
             outcomes += self.apply_many(parts[start : start + 4], serving=serving, sent_at=sent_at)
-        return _merge(batch_id, outcomes)
+        return merge(batch_id, outcomes)
 
     def apply_many(
         self,
@@ -243,7 +139,7 @@ class HistoryStore:
         if len(batches) == 1:  # no pipeline: it would ask SCRIPT EXISTS first, a round trip
             batch_id, events, dead = batches[0]
             keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
-            return [_outcome(batch_id, self._apply(keys=keys_, args=args), serving)]
+            return [parse_reply(batch_id, self._apply(keys=keys_, args=args), serving)]
         with self.connection.pipeline(transaction=False) as pipe:
             ids = []
             for batch_id, events, dead in batches:
@@ -251,9 +147,8 @@ class HistoryStore:
                 self._apply(keys=keys_, args=args, client=pipe)
                 ids.append(batch_id)
             replies = pipe.execute()
-        return [
-            _outcome(batch_id, reply, serving) for batch_id, reply in zip(ids, replies, strict=True)
-        ]
+        pairs = zip(ids, replies, strict=True)
+        return [parse_reply(batch_id, reply, serving) for batch_id, reply in pairs]
 
     def _part_size(self, batch_id: str) -> int:
         """Events per part of an oversized batch: the size its first delivery chose."""
@@ -355,64 +250,3 @@ class HistoryStore:
 
 #: The most a history value holds, as the apply script receives it.
 _CAP = repr(MAX_STORED_WEIGHT)
-
-
-def _merge(batch_id: str, parts: Sequence[BatchOutcome]) -> BatchOutcome:
-    """One outcome for the parts of a split batch (a user's changes in part order: a worker
-    mirrors them only if no other batch came between, see ``HistoryMirror``)."""
-    users: dict[str, TouchedUser] = {}
-    for outcome in parts:
-        for t in outcome.users:
-            before = users.get(t.user)
-            if before is not None and before.dense_id == t.dense_id:
-                t = TouchedUser(
-                    t.user, t.dense_id, t.version, before.events + t.events,
-                    [*before.stored, *t.stored],
-                )  # fmt: skip
-            users[t.user] = t
-    return BatchOutcome(
-        batch_id=batch_id,
-        applied=any(p.applied for p in parts),
-        events=sum(p.events for p in parts),
-        dead_letters=sum(p.dead_letters for p in parts),
-        users=tuple(users.values()),
-        new_items=tuple(pair for p in parts for pair in p.new_items),
-        n_users=len(users) if all(p.detailed for p in parts) else sum(p.n_users for p in parts),
-        detailed=all(p.detailed for p in parts),
-        marks=tuple(mark for p in parts for mark in p.marks),
-    )
-
-
-def _outcome(batch_id: str, reply: list[Any], serving: bool) -> BatchOutcome:
-    applied, n_events, n_dead, users, new_items = reply
-    touched = (
-        tuple(TouchedUser(u.decode(), int(i), int(v), int(n), c) for u, i, v, n, c in users)
-        if isinstance(users, list)
-        else ()
-    )
-    return BatchOutcome(
-        batch_id=batch_id,
-        applied=bool(applied),
-        events=int(n_events),
-        dead_letters=int(n_dead),
-        users=touched,
-        new_items=tuple((name.decode(), int(i)) for name, i in new_items),
-        n_users=len(touched) if isinstance(users, list) else int(users),
-        detailed=isinstance(users, list) or not applied,
-        marks=(batch_id,) if serving and touched else (),
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` if it is JSON, else text that shows it (never raises: a payload too deep,
-    or with an int too long to print, is still dead-lettered)."""
-    try:
-        json.dumps(value, allow_nan=False)
-        return value
-    except Exception:
-        if isinstance(value, bytes | bytearray):
-            return bytes(value[:100_000]).decode("utf-8", errors="replace")
-        try:
-            return repr(value)[:100_000]
-        except Exception:
-            return f"<a {type(value).__name__} that cannot be shown>"

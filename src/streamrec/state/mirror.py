@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from streamrec.state.histories import TouchedUser
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
+from streamrec.state.outcome import TouchedUser
 
 
 class HistoryMirror:

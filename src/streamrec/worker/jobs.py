@@ -19,11 +19,11 @@ from streamrec import keys
 from streamrec.errors import ConfigError
 from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
+from streamrec.serving.handler import EventHandler
+from streamrec.serving.online import OnlineServing
+from streamrec.serving.training import train_als, train_kmf
 from streamrec.settings import Settings
 from streamrec.state.queues import queue
-from streamrec.worker.handlers import EventHandler
-from streamrec.worker.serving import OnlineServing
-from streamrec.worker.training import train_als, train_kmf
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def bound() -> Binding:
 
 
 def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
-    """Apply one micro-batch of events (see :class:`~streamrec.worker.handlers.EventHandler`).
+    """Apply one micro-batch of events (see :class:`~streamrec.serving.handler.EventHandler`).
 
     Returns:
         A summary: batch id, whether it was applied (False for a redelivery), events applied,

@@ -40,14 +40,15 @@ from rq.worker import WorkerStatus
 
 from streamrec import keys
 from streamrec.errors import RedisUnavailableError
+from streamrec.serving.handler import EventHandler
+from streamrec.serving.online import OnlineServing
 from streamrec.settings import Settings
-from streamrec.state.connection import EmbeddedRedis, connect
+from streamrec.state.connection import connect
+from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.quarantine import Quarantine
 from streamrec.state.queues import SafeJob, queue
 from streamrec.worker import jobs
-from streamrec.worker.handlers import EventHandler
 from streamrec.worker.recovery import load_job, recover, worker_name
-from streamrec.worker.serving import OnlineServing
 
 logger = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ def open_source(path: str | Path, fmt: str) -> ImportSource:
             does not match the format.
     """
     # Imported here because the family modules import RawRecord and helpers from this one.
-    from streamrec.producer.importers import csvfile, lastfm, movielens
+    from streamrec.data.importers import csvfile, lastfm, movielens
 
     openers: dict[str, Callable[[Path], ImportSource]] = {
         "movielens-100k": movielens.open_100k,

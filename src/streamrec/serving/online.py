@@ -1,8 +1,8 @@
 """Online serving: fold users in from their full history and cache their top-k per model.
 
 Used by the worker after every batch (:meth:`OnlineServing.after_batch`, an
-:data:`~streamrec.worker.handlers.AfterApply` hook) and by a retrain to refresh every
-user. Each model (:mod:`~streamrec.worker.served`) is reloaded only when the registry
+:data:`~streamrec.serving.handler.AfterApply` hook) and by a retrain to refresh every
+user. Each model (:mod:`~streamrec.serving.served`) is reloaded only when the registry
 publishes a newer version; models never trained are skipped. ALS refreshes every touched
 user; KernelMF only the users whose batch carried a rating (plays do not change it).
 
@@ -32,14 +32,14 @@ import numpy as np
 import redis
 
 from streamrec import keys
-from streamrec.producer.events import Event
+from streamrec.events import Event
+from streamrec.serving.served import ServedALS, ServedKernelMF, ServedModel
 from streamrec.settings import RATING_KIND, Settings
 from streamrec.state.cache import Entry, RecommendationCache
-from streamrec.state.histories import BatchOutcome
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
+from streamrec.state.outcome import BatchOutcome
 from streamrec.state.registry import ModelRegistry
-from streamrec.worker.served import ServedALS, ServedKernelMF, ServedModel
 
 logger = logging.getLogger(__name__)
 

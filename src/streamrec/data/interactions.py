@@ -1,7 +1,7 @@
-"""Read a dataset file into in-memory :class:`~streamrec.models.evaluation.Interactions`.
+"""Interactions in memory (:class:`Interactions`), and reading a dataset file into them.
 
 The offline counterpart of the bulk loader: rows are validated by the same
-:class:`~streamrec.producer.events.EventValidator` and weighted by the same rules as the
+:class:`~streamrec.events.EventValidator` and weighted by the same rules as the
 state (additive kinds: weight × the kind's multiplier; ``rating``: the newest rating of a
 user-item pair replaces older ones), but nothing touches Redis. Rows of additive kinds stay
 separate (``Interactions.to_csr`` sums duplicate pairs); a pair's ratings collapse to one row.
@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse
 
+from streamrec.data.importers import ImportSource
 from streamrec.errors import InvalidEventError
-from streamrec.models.evaluation import Interactions
-from streamrec.producer.events import EventValidator
-from streamrec.producer.importers import ImportSource
+from streamrec.events import EventValidator
 from streamrec.settings import RATING_KIND, Settings
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,65 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 _PROGRESS_EVERY = 10_000
+
+
+_DTYPES = {"users": np.int64, "items": np.int64, "weights": np.float32, "timestamps": np.float64}
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Interactions as parallel arrays, one row per user-item pair (inputs converted, checked).
+
+    Attributes:
+        users: int64 dense user ids, shape (n,).
+        items: int64 dense item ids, shape (n,).
+        weights: float32 interaction strengths, shape (n,).
+        timestamps: float64 epoch seconds, shape (n,); NaN where unknown.
+        n_users: number of users (rows of the matrix).
+        n_items: number of items (columns of the matrix).
+    """
+
+    users: npt.NDArray[np.int64]
+    items: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32]
+    timestamps: npt.NDArray[np.float64]
+    n_users: int
+    n_items: int
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.users)
+        for name, dtype in _DTYPES.items():
+            array = np.asarray(getattr(self, name), dtype=dtype)
+            if len(n) != 1 or array.shape != n:
+                raise ValueError(f"{name} must have shape (n,) like users {n} (got {array.shape})")
+            object.__setattr__(self, name, array)  # frozen: store the converted array once
+        for ids, bound in ((self.users, self.n_users), (self.items, self.n_items)):
+            if ids.size and not 0 <= ids.min() <= ids.max() < bound:
+                raise ValueError(f"ids must lie in [0, {bound}) (got {ids.min()}..{ids.max()})")
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    def to_csr(self) -> scipy.sparse.csr_matrix:
+        """Users × items float32 matrix, shape (n_users, n_items), duplicate pairs summed.
+
+        A canonical ``scipy.sparse.csr_matrix`` (not ``csr_array``) with int32 ``indptr`` and
+        ``indices``: the layout ``implicit`` expects.
+        """
+        if max(len(self), self.n_users, self.n_items) > np.iinfo(np.int32).max:
+            raise ValueError(f"too large for int32 indices ({len(self)} interactions)")
+        ids = (self.users.astype(np.int32), self.items.astype(np.int32))
+        shape = (self.n_users, self.n_items)
+        csr = scipy.sparse.csr_matrix((self.weights, ids), shape=shape, dtype=np.float32)
+        csr.sum_duplicates()
+        csr.indptr = csr.indptr.astype(np.int32, copy=False)
+        csr.indices = csr.indices.astype(np.int32, copy=False)
+        return csr
+
+    def subset(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.integer]) -> Interactions:
+        """The rows selected by ``mask`` (bool, shape (n,), or integer positions), same sizes."""
+        parts = (self.users[mask], self.items[mask], self.weights[mask], self.timestamps[mask])
+        return Interactions(*parts, n_users=self.n_users, n_items=self.n_items)
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +121,7 @@ def read_interactions(
     """Validate and weight every record of ``source``; dense ids in order of first appearance.
 
     Args:
-        source: an opened dataset (:func:`~streamrec.producer.importers.open_source`).
+        source: an opened dataset (:func:`~streamrec.data.importers.open_source`).
         settings: validation rules and kind multipliers.
         progress: called with the number of records handled since its previous call.
 

@@ -17,11 +17,12 @@ from itertools import islice
 
 import redis
 
+from streamrec.data.importers import ImportSource, RawRecord
 from streamrec.errors import ConfigError, InvalidEventError
-from streamrec.producer.events import Event, EventValidator
-from streamrec.producer.importers import ImportSource, RawRecord
+from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
-from streamrec.state.histories import DeadLetter, HistoryStore
+from streamrec.state.deadletters import DeadLetter
+from streamrec.state.histories import HistoryStore
 from streamrec.state.vocab import ItemCatalog
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamrec.producer.events import Event
+from streamrec.events import Event
 
 _NAME_PARTS = (
     "Velvet", "Neon", "Quiet", "Iron", "Golden", "Paper", "Electric", "Hollow", "Crimson",

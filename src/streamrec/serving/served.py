@@ -242,39 +242,7 @@ class ServedKernelMF(ServedModel["KernelMF"]):
         model = self.model
         assert model is not None
         ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
-        return ids, scores, _liked_and_alike(model, served, ids, self.because)
-
-
-def _liked_and_alike(
-    model: KernelMF, ratings: sp.csr_matrix, ids: np.ndarray, n: int
-) -> np.ndarray:
-    """Per user and recommended item, the ``n`` rated items above the global mean whose
-    factors are closest (cosine) to the item's, weighted by how far above; ``-1`` padding."""
-    out = np.full((*ids.shape, n), -1, dtype=np.int64)
-    lengths = np.diff(ratings.indptr)
-    width = int(lengths.max(initial=0))
-    if n == 0 or width == 0:
-        return out
-    q = model.item_factors
-    norms = np.linalg.norm(q, axis=1, keepdims=True)
-    unit = np.divide(q, norms, out=np.zeros_like(q), where=norms > 0)
-    offsets = np.arange(width)
-    mask = offsets[None, :] < lengths[:, None]
-    slots = np.where(mask, ratings.indptr[:-1, None] + offsets[None, :], 0)
-    rated = np.where(mask, ratings.indices[slots], 0)
-    lift = np.where(mask, ratings.data[slots] - model.global_mean, 0.0)
-    # affinity[u, j, i] = lift_j · cos(q_j, q_i), kept only where the rating is above the mean
-    affinity = np.matmul(unit[rated], unit[np.maximum(ids, 0)].transpose(0, 2, 1))
-    affinity = affinity * lift[..., None]
-    affinity[~((lift > 0) & mask)] = -np.inf
-    users, k = np.arange(len(ids))[:, None], np.arange(ids.shape[1])[None, :]
-    for rank in range(min(n, width)):
-        best = affinity.argmax(axis=1)  # (users, k)
-        found = np.isfinite(affinity[users, best, k]) & (affinity[users, best, k] > 0)
-        out[:, :, rank] = np.where(found, np.take_along_axis(rated, best, axis=1), -1)
-        affinity[users, best, k] = -np.inf
-    out[ids < 0] = -1
-    return out
+        return ids, scores, model.because(served, ids, self.because)
 
 
 def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:

@@ -13,8 +13,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamrec.errors import ImportFormatError
-from streamrec.producer.importers import (
+from streamrec.data.importers import (
     ImportSource,
     RawRecord,
     locate,
@@ -24,6 +23,7 @@ from streamrec.producer.importers import (
     scan,
     to_number,
 )
+from streamrec.errors import ImportFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from rq import Queue, Retry
 
 from streamrec import keys
 from streamrec.errors import DeliveryError
-from streamrec.producer.events import Event, EventValidator
+from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
 from streamrec.state.queues import APPLY_EVENTS, queue
 

@@ -13,13 +13,13 @@ import redis
 from streamrec.errors import NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
 from streamrec.models.kernel_mf_params import KernelMFParams
+from streamrec.serving.online import OnlineServing
+from streamrec.serving.served import M, ServedALS, ServedKernelMF, ServedModel
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationCache
 from streamrec.state.matrices import HistoryRows, MatrixReader
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
-from streamrec.worker.served import M, ServedALS, ServedKernelMF, ServedModel
-from streamrec.worker.serving import OnlineServing
 
 if TYPE_CHECKING:
     from streamrec.models.kernel_mf import KernelMF

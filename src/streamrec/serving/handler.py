@@ -19,9 +19,11 @@ from typing import Any, Protocol
 import redis
 
 from streamrec.errors import InvalidEventError
-from streamrec.producer.events import Event, EventValidator
+from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
-from streamrec.state.histories import BatchOutcome, DeadLetter, HistoryStore
+from streamrec.state.deadletters import DeadLetter
+from streamrec.state.histories import HistoryStore
+from streamrec.state.outcome import BatchOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ AfterApply = Callable[[BatchOutcome, Sequence[Event]], None]
 
 
 class Deferring(Protocol):
-    """A hook that may defer work while more batches wait (see :mod:`~streamrec.worker.serving`)."""
+    """A hook that may defer work while more batches wait (see :mod:`~streamrec.serving.online`)."""
 
     @property
     def pending(self) -> int:

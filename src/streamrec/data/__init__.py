@@ -1,0 +1,1 @@
+"""Importers, dataset downloads, the synthetic generator, interaction arrays and splits."""

@@ -1,0 +1,56 @@
+"""Users' ALS normal equations in padded groups: per-user products as batched matmuls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class UserSystems:
+    """Users solved by :meth:`ImplicitALS.solve_users`.
+
+    Attributes:
+        confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
+        inverse: the inverses of the normal-equation matrices ``A_u``,
+            ``(n, factors, factors)`` float32.
+        vectors: the solved user vectors, ``(n, factors)`` float32.
+        groups: the non-empty rows of ``confidence`` in padded groups (see
+            :func:`padded_groups`), reused by :meth:`ImplicitALS.because`.
+    """
+
+    confidence: sp.csr_matrix
+    inverse: np.ndarray
+    vectors: np.ndarray
+    groups: list[PaddedGroup]
+
+
+@dataclass(frozen=True)
+class PaddedGroup:
+    """Users of similar history length, their confidence rows padded to one length."""
+
+    rows: np.ndarray  # (g,) row numbers in the CSR
+    items: np.ndarray  # (g, L) item ids, 0 in padding slots
+    confidence: np.ndarray  # (g, L) float32 confidence before alpha, 0 in padding slots
+    mask: np.ndarray  # (g, L) True for real slots
+
+
+def padded_groups(conf: sp.csr_matrix, size: int = 32) -> list[PaddedGroup]:
+    """Split the non-empty rows of ``conf`` into groups of up to ``size`` users of similar
+    history length, padded, so that per-user products run as a few batched matmuls."""
+    lengths = np.diff(conf.indptr)
+    order = np.argsort(lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    groups = []
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        width = int(lengths[rows].max())
+        offsets = np.arange(width)
+        mask = offsets[None, :] < lengths[rows][:, None]
+        slots = np.where(mask, conf.indptr[rows][:, None] + offsets[None, :], 0)
+        items = np.where(mask, conf.indices[slots], 0)
+        confidence = np.where(mask, conf.data[slots], np.float32(0))
+        groups.append(PaddedGroup(rows, items, confidence, mask))
+    return groups
