@@ -7,6 +7,7 @@ All keys start with ``streamrec:`` so that ``SCAN streamrec:*`` accounts for eve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 PREFIX = "streamrec"
@@ -14,9 +15,6 @@ PREFIX = "streamrec"
 EVENTS_QUEUE = "events"
 TRAINING_QUEUE = "training"
 ALL_QUEUES = (EVENTS_QUEUE, TRAINING_QUEUE)
-
-#: Every model that can have cache entries (``forget`` deletes them all).
-MODELS = ("als", "kmf")
 
 Space = Literal["users", "items"]
 
@@ -152,6 +150,6 @@ def popular_key() -> str:
     return f"{PREFIX}:recs:popular"
 
 
-def user_cache_keys(user: str, models: tuple[str, ...]) -> list[str]:
+def user_cache_keys(user: str, models: Sequence[str]) -> list[str]:
     """Every cache key of ``user`` (deleted when the user is forgotten)."""
     return [recommendations_key(user, model) for model in models]

@@ -16,6 +16,7 @@ from streamrec import keys
 from streamrec.cli import cli
 from streamrec.events import EventValidator
 from streamrec.producer import JOB_FUNCTION, Producer
+from streamrec.serving.registry import names
 from streamrec.settings import Settings
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.erasure import forget_user
@@ -23,6 +24,8 @@ from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
 from streamrec.worker.jobs import prepare
 from tests.integration.helpers import deferring_handler, drain
+
+MODELS = names()
 
 
 def everything(conn: redis.Redis) -> dict[str, Any]:
@@ -57,7 +60,7 @@ def test_a_deferred_refresh_does_not_write_a_forgotten_user_back(
     handler.handle("b1", [validator.make("gone", i, 2).to_dict() for i in items])
     assert online.pending == 1
     assert redis_conn.hget(keys.unserved_key(), "b1") == b"gone"
-    assert forget_user(redis_conn, settings, "gone").existed
+    assert forget_user(redis_conn, settings, "gone", MODELS).existed
     assert redis_conn.hget(keys.unserved_key(), "b1") is None  # the user's line went
     online.flush()  # the worker serves what it deferred, after the forget
     assert redis_conn.get(keys.recommendations_key("gone", "als")) is None
@@ -77,7 +80,7 @@ def test_queued_and_failed_payloads_are_scrubbed_and_never_recreate_the_user(
     redis_conn.lrem(q.key, 0, ids[0])
     redis_conn.zadd(failed.key, {ids[0]: time.time() + 3600})  # as if it had failed
 
-    report = forget_user(redis_conn, settings, "gone")
+    report = forget_user(redis_conn, settings, "gone", MODELS)
     assert (report.queued_events, report.existed) == (8, False) and report.found
     for job_id in ids:
         events = job_events(redis_conn, job_id)
@@ -96,7 +99,7 @@ def test_a_batch_a_worker_took_before_the_forget_is_dropped_when_it_runs(
     handler.handle("b1", [validator.make("gone", "a", 1).to_dict()])
     sent = time.time()  # the next batch is sent now, and taken by a worker
     time.sleep(0.01)
-    forget_user(redis_conn, settings, "gone")
+    forget_user(redis_conn, settings, "gone", MODELS)
     batch = [validator.make(u, "b", 1).to_dict() for u in ("gone", "stays")]
     handler.handle("b2", batch, sent_at=sent)
     store = HistoryStore(redis_conn, settings)
@@ -120,7 +123,7 @@ def test_a_user_back_after_forget_gets_lists_again(
             producer.send("phoenix", item, 1)
     drain(redis_conn, settings)
     old = json.loads(redis_conn.get(keys.recommendations_key("phoenix", "als")))
-    forget_user(redis_conn, settings, "phoenix")
+    forget_user(redis_conn, settings, "phoenix", MODELS)
     assert redis_conn.get(keys.recommendations_key("phoenix", "als")) is None
     with Producer(redis_conn, settings, linger=0) as producer:
         producer.send("phoenix", items[10], 1)
@@ -169,6 +172,6 @@ def test_forgetting_an_unknown_user_changes_nothing(
     with Producer(redis_conn, settings, linger=0) as producer:
         producer.send("queued", "y", 1)
     before = everything(redis_conn)
-    report = forget_user(redis_conn, settings, "nobody")
+    report = forget_user(redis_conn, settings, "nobody", MODELS)
     assert not report.found
     assert everything(redis_conn) == before

@@ -15,16 +15,14 @@ from rich.table import Table
 
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import FORMAT_OPTION, progress_bar
-from streamrec.cli.options import als_from, check_options, kmf_from, model_params
+from streamrec.cli.options import all_params, check_options
 from streamrec.data.importers import open_source
 from streamrec.data.interactions import LoadedInteractions, read_interactions
 from streamrec.errors import ConfigError, ImportFormatError
-from streamrec.models.experiments import evaluate_new_users, evaluate_random
-from streamrec.models.rating_experiments import evaluate_kmf_new_users, evaluate_kmf_random
+from streamrec.serving.registry import REGISTRY, spec
 
-_PROTOCOLS = {"random": evaluate_random, "new-users": evaluate_new_users}
-_RATING_PROTOCOLS = {"random": evaluate_kmf_random, "new-users": evaluate_kmf_new_users}
-_METRICS = {"als": "ranking", "kmf": "rmse"}
+_PROTOCOLS = ("random", "new-users")
+_METRICS = sorted({model.metric for model in REGISTRY.values()})
 _RATIO_LABELS = {
     "random": "NDCG ratio streamrec / implicit (defaults)",
     "new-users": "NDCG ratio fold-in / retrain",
@@ -36,10 +34,10 @@ _RMSE_LABELS = {
 
 
 @click.command()
-@click.option("--model", type=click.Choice(["als", "kmf"]), default="als", show_default=True)
+@click.option("--model", type=click.Choice(list(REGISTRY)), default="als", show_default=True)
 @click.option(
     "--metric",
-    type=click.Choice(["ranking", "rmse"]),
+    type=click.Choice(_METRICS),
     default=None,
     help="ranking (P/R/NDCG/MAP@k, coverage: als) or rmse (rating error: kmf); "
     "default: the model's.",
@@ -54,7 +52,7 @@ _RMSE_LABELS = {
 @FORMAT_OPTION
 @click.option(
     "--protocol",
-    type=click.Choice(list(_PROTOCOLS)),
+    type=click.Choice(_PROTOCOLS),
     default="random",
     show_default=True,
     help="random: 20 % of interactions held out; new-users: 20 % of users folded in.",
@@ -62,7 +60,7 @@ _RMSE_LABELS = {
 @click.option("--seed", type=int, default=42, show_default=True, help="Split and model seed.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@model_params
+@all_params
 @pass_app
 def evaluate(
     app: AppContext,
@@ -78,22 +76,24 @@ def evaluate(
 ) -> None:
     """Split a dataset, train MODEL and score it: precision, recall, NDCG, MAP at k and
     coverage for als; RMSE and MAE of held-out ratings for kmf."""
-    check_options(model)
-    metric = metric or _METRICS[model]
-    if metric != _METRICS[model]:
-        raise ConfigError(f"--model {model} is evaluated by --metric {_METRICS[model]}")
+    chosen = spec(model)
+    check_options(chosen)
+    metric = metric or chosen.metric
+    if metric != chosen.metric:
+        raise ConfigError(f"--model {model} is evaluated by --metric {chosen.metric}")
+    mine = {option.name for option in chosen.options}
+    params = chosen.make_params(app.settings, {k: v for k, v in values.items() if k in mine})
     source = open_source(path, fmt)
 
     def run(loaded: LoadedInteractions) -> dict[str, Any]:
-        if model == "als":
-            return _PROTOCOLS[protocol](loaded.data, als_from(values), k, seed)
+        if not chosen.ratings_only:
+            return chosen.protocols[protocol](loaded.data, params, k, seed)
         ratings = loaded.ratings()
         if len(ratings) == 0:
             raise ImportFormatError(
-                f"{source.path} holds no ratings: kmf learns from rating rows (kind 'rating')"
+                f"{source.path} holds no ratings: {model} learns from rating rows (kind 'rating')"
             )
-        params = kmf_from(values, app.settings.rating_min, app.settings.rating_max)
-        return _RATING_PROTOCOLS[protocol](ratings, params, seed)
+        return chosen.protocols[protocol](ratings, params, seed)
 
     if as_json:  # stdout carries only the JSON document: no progress display
         loaded = _require_rows(read_interactions(source, app.settings), source.path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import click
@@ -16,14 +15,15 @@ from rq import Retry
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
-from streamrec.cli.options import als_params, kmf_from, kmf_params
+from streamrec.cli.options import params_of
 from streamrec.errors import NotFoundError
-from streamrec.models.als import ALSParams, ImplicitALS
+from streamrec.models.als import ImplicitALS
+from streamrec.serving.registry import REGISTRY, ModelSpec
 from streamrec.serving.served import ServedALS
-from streamrec.serving.training import TrainReport, train_als, train_kmf
+from streamrec.serving.training import TrainReport, train_model
 from streamrec.state.cache import RecommendationClient
 from streamrec.state.matrices import MatrixReader
-from streamrec.state.queues import queue
+from streamrec.state.queues import RETRAIN_MODEL, queue
 from streamrec.state.vocab import ItemCatalog, Vocabulary
 
 
@@ -32,34 +32,37 @@ def train() -> None:
     """Retrain a model from the whole state and publish it."""
 
 
-@train.command("als")
-@als_params
-@click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
-@pass_app
-def train_als_command(app: AppContext, on_queue: bool, params: ALSParams) -> None:
-    """Train implicit ALS on every interaction, publish it, refresh every user's list."""
-    if on_queue:
-        _enqueue(app, "als", asdict(params))
-        return
-    _train(app, "als", lambda report: train_als(app.connection, app.settings, params, report))
+def _train_command(model: ModelSpec) -> click.Command:
+    @click.command(
+        model.name,
+        help=f"Train {model.summary}, publish it and refresh the lists of its users.",
+    )
+    @params_of(model)
+    @click.option(
+        "--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead."
+    )
+    @pass_app
+    def command(app: AppContext, on_queue: bool, values: dict[str, Any]) -> None:
+        if on_queue:
+            _enqueue(app, model.name, {k: v for k, v in values.items() if v is not None})
+            return
+        params = model.make_params(app.settings, values)
+        _train(
+            app,
+            model.name,
+            lambda report: train_model(app.connection, app.settings, model.name, params, report),
+        )
+
+    return command
 
 
-@train.command("kmf")
-@kmf_params
-@click.option("--queue", "on_queue", is_flag=True, help="Enqueue on the training queue instead.")
-@pass_app
-def train_kmf_command(app: AppContext, on_queue: bool, values: dict[str, Any]) -> None:
-    """Train KernelMF on every rating, publish it, refresh the list of every user who rated."""
-    if on_queue:
-        _enqueue(app, "kmf", values)
-        return
-    params = kmf_from(values, app.settings.rating_min, app.settings.rating_max)
-    _train(app, "kmf", lambda report: train_kmf(app.connection, app.settings, params, report))
+for _model_spec in REGISTRY.values():
+    train.add_command(_train_command(_model_spec))
 
 
 def _enqueue(app: AppContext, model: str, params: dict[str, Any]) -> None:
     job = queue(app.connection, keys.TRAINING_QUEUE).enqueue(
-        "streamrec.worker.jobs.retrain_model", model, params,
+        RETRAIN_MODEL, model, params,
         job_timeout=3600, retry=Retry(max=1), description=f"retrain {model}",
     )  # fmt: skip
     app.console.print(f"queued retrain job {job.id} on '{keys.TRAINING_QUEUE}'")
@@ -87,7 +90,7 @@ def _train(
 @click.command()
 @click.argument("user")
 @click.option("-k", type=int, default=10, show_default=True)
-@click.option("--model", type=click.Choice(["als", "kmf"]), default="als", show_default=True)
+@click.option("--model", type=click.Choice(list(REGISTRY)), default="als", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> None:

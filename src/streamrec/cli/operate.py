@@ -11,6 +11,7 @@ from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.errors import InvalidEventError
 from streamrec.producer import Producer
+from streamrec.serving import registry
 from streamrec.state.connection import describe, stop_embedded
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.embedded import EmbeddedRedis
@@ -169,7 +170,7 @@ def quarantine(app: AppContext, limit: int, as_json: bool) -> None:
 @pass_app
 def forget(app: AppContext, user: str) -> None:
     """Delete every trace of USER: history, ids, cached lists, queued events, dead letters."""
-    report = forget_user(app.connection, app.settings, user)
+    report = forget_user(app.connection, app.settings, user, registry.names())
     if not report.found:
         app.console.print(f"{user} was not known; nothing changed")
         return

@@ -33,7 +33,8 @@ import redis
 
 from streamrec import keys
 from streamrec.events import Event
-from streamrec.serving.served import ServedALS, ServedKernelMF, ServedModel
+from streamrec.serving.registry import REGISTRY
+from streamrec.serving.served import ServedModel
 from streamrec.settings import RATING_KIND, Settings
 from streamrec.state.cache import Entry, RecommendationCache
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
@@ -59,7 +60,7 @@ class OnlineServing:
         settings: registry location, ``top_k``, mirror size.
         busy: returns True when more batches are already queued for this worker; None
             serves every batch at once (see the module doc on coalescing).
-        models: the models to serve (default: ALS and KernelMF).
+        models: the models to serve (default: every model of the registry).
     """
 
     def __init__(
@@ -77,7 +78,7 @@ class OnlineServing:
         self.models: list[ServedModel[Any]] = (
             list(models)
             if models is not None
-            else [ServedALS(connection, settings), ServedKernelMF(connection, settings)]
+            else [model.served(connection, settings) for model in REGISTRY.values()]
         )
         self.busy = busy
         self._popular_at = 0.0

@@ -6,23 +6,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
-from streamrec.errors import NotFoundError
-from streamrec.models.als import ALSParams, ImplicitALS
+from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.serving.online import OnlineServing
-from streamrec.serving.served import M, ServedALS, ServedKernelMF, ServedModel
+from streamrec.serving.registry import spec
+from streamrec.serving.served import M, ServedModel
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationCache
 from streamrec.state.matrices import HistoryRows, MatrixReader
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
-
-if TYPE_CHECKING:
-    from streamrec.models.kernel_mf import KernelMF
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +45,15 @@ class TrainReport:
         return asdict(self)
 
 
-def train_als(
+def train_model(
     connection: redis.Redis,
     settings: Settings,
-    params: ALSParams | None = None,
+    name: str,
+    params: Any = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainReport:
-    """Retrain ALS on every stored history (all kinds of events), publish it, then refresh
-    every user's entry.
+    """Retrain the model ``name`` on every stored history, publish it, then refresh every
+    user's entry.
 
     The refresh reads each user's history after the publish, so events applied while the
     model was training are folded in; workers switch to the new version on their next
@@ -63,15 +61,29 @@ def train_als(
 
     Args:
         connection: a redis-py client.
-        settings: registry location.
-        params: hyper-parameters (defaults: :class:`ALSParams`).
+        settings: registry location and rating scale.
+        name: a model of the registry (``als``, ``kmf``).
+        params: its hyper-parameters (default: the registry's, on the settings' scale).
         progress: called with (stage, done, total).
+
+    Raises:
+        ConfigError: no such model.
+        NotFoundError: nothing is stored that the model learns from.
     """
+    model_spec = spec(name)
+    chosen = params if params is not None else model_spec.make_params(settings)
+    served = model_spec.served(connection, settings)
+    return _train(connection, settings, served, lambda rows: model_spec.fit(chosen, rows), progress)
 
-    def fit(rows: HistoryRows) -> tuple[ImplicitALS, int]:
-        return ImplicitALS(params).fit(rows.matrix), int(rows.matrix.nnz)
 
-    return _train(connection, settings, ServedALS(connection, settings), fit, progress)
+def train_als(
+    connection: redis.Redis,
+    settings: Settings,
+    params: ALSParams | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TrainReport:
+    """:func:`train_model` of ``als``."""
+    return train_model(connection, settings, "als", params, progress)
 
 
 def train_kmf(
@@ -80,32 +92,8 @@ def train_kmf(
     params: KernelMFParams | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainReport:
-    """Retrain KernelMF on every stored rating, publish it, then refresh the entries of every
-    user with a rating (as :func:`train_als` does).
-
-    Args:
-        connection: a redis-py client.
-        settings: registry location; its rating scale is the model's unless ``params`` says.
-        params: hyper-parameters (default: :class:`KernelMFParams` on the settings' scale).
-        progress: called with (stage, done, total).
-
-    Raises:
-        NotFoundError: no rating is stored.
-    """
-    from streamrec.models.kernel_mf import KernelMF
-
-    chosen = params or KernelMFParams(
-        min_rating=settings.rating_min, max_rating=settings.rating_max
-    )
-
-    def fit(rows: HistoryRows) -> tuple[KernelMF, int]:
-        if rows.ratings.nnz == 0:
-            raise NotFoundError(
-                "no ratings are stored: kmf learns from 'rating' events (import or push some)"
-            )
-        return KernelMF(chosen).fit(rows.ratings), int(rows.ratings.nnz)
-
-    return _train(connection, settings, ServedKernelMF(connection, settings), fit, progress)
+    """:func:`train_model` of ``kmf``."""
+    return train_model(connection, settings, "kmf", params, progress)
 
 
 def _train(

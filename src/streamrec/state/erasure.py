@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,15 +69,24 @@ class ForgetReport:
         return bool(self.existed or self.queued_events or self.dead_letters or self.quarantined)
 
 
-def forget_user(connection: redis.Redis, settings: Settings, user: str) -> ForgetReport:
-    """Remove every copy of ``user`` (see the module doc)."""
+def forget_user(
+    connection: redis.Redis, settings: Settings, user: str, models: Sequence[str]
+) -> ForgetReport:
+    """Remove every copy of ``user`` (see the module doc).
+
+    Args:
+        connection: a redis-py client.
+        settings: ledger retention (how long the tombstone lasts).
+        user: the user's id.
+        models: every model that may cache a list of the user (the model registry's names).
+    """
     events = jobs = 0
     for job_id in _job_ids(connection):
         removed = _scrub_job(connection, job_id, user)
         events += removed
         jobs += bool(removed)
     existed = HistoryStore(connection, settings).forget(
-        user, extra_keys=keys.user_cache_keys(user, keys.MODELS), tombstone=events > 0
+        user, extra_keys=keys.user_cache_keys(user, models), tombstone=events > 0
     )
     report = ForgetReport(
         user=user,

@@ -17,11 +17,10 @@ from rq import get_current_job
 
 from streamrec import keys
 from streamrec.errors import ConfigError
-from streamrec.models.als import ALSParams
-from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.serving.handler import EventHandler
 from streamrec.serving.online import OnlineServing
-from streamrec.serving.training import train_als, train_kmf
+from streamrec.serving.registry import spec
+from streamrec.serving.training import train_model
 from streamrec.settings import Settings
 from streamrec.state.queues import queue
 
@@ -102,16 +101,11 @@ def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = Fal
 
 
 def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Retrain ``model`` (``als`` or ``kmf``) from the whole state, publish it and refresh
-    every cache entry. ``params`` are the model's option values (as the CLI takes them)."""
+    """Retrain ``model`` (a name of the model registry) from the whole state, publish it and
+    refresh every cache entry. ``params`` are the model's option values (as the CLI takes
+    them)."""
     binding = bound()
-    connection, settings = binding.connection, binding.settings
     if not isinstance(params, dict | None):
         raise ConfigError(f"params must be a JSON object (got {params!r})")
-    if model == "als":
-        return train_als(connection, settings, ALSParams(**(params or {}))).as_dict()
-    if model == "kmf":
-        scale = {"min_rating": settings.rating_min, "max_rating": settings.rating_max}
-        kmf = KernelMFParams(**{**scale, **(params or {})})
-        return train_kmf(connection, settings, kmf).as_dict()
-    raise ConfigError(f"model must be 'als' or 'kmf' (got {model!r})")
+    chosen = spec(model).make_params(binding.settings, params)
+    return train_model(binding.connection, binding.settings, model, chosen).as_dict()
