@@ -157,7 +157,8 @@ def test_load_events_mixes_events_and_records(redis_conn: redis.Redis, settings:
     first = loader.load_events(items, "synthetic-demo")
     again = loader.load_events(items, "synthetic-demo")
 
-    assert first == ImportReport(2, 1, 2, 0, first.seconds)
+    assert first == ImportReport(2, 1, 2, 0, first.seconds, 1, 0, 2, 0)
     assert (again.events, again.skipped_batches) == (0, 2)
+    assert (again.users_known, again.items_known, again.overlap) == (1, 2, "all")
     assert HistoryStore(redis_conn, settings).get("u").interactions == {"a": 2.0, "b": 3.0}
     assert DeadLetterStore(redis_conn).recent()[0].field == "item"

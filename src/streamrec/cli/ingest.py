@@ -6,13 +6,14 @@ import time
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streamrec.cli.context import AppContext, pass_app
 from streamrec.data.importers import FORMATS, open_source
 from streamrec.errors import InvalidEventError
 from streamrec.producer import Producer
-from streamrec.state.bulk import BulkLoader
+from streamrec.state.bulk import BulkLoader, ImportReport
 
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), required=True, help="Layout of the file."
@@ -26,7 +27,7 @@ def progress_bar(app: AppContext) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=app.console,
+        console=app.err,
         transient=False,
     )
 
@@ -55,27 +56,72 @@ def push(
             ts = float(timestamp)
         except ValueError:
             ts = timestamp
-    with Producer(app.connection, app.settings, linger=0) as producer:
+    with Producer(app.settings, connection=app.connection, linger=0) as producer:
         event = producer.send(user, item, weight, kind, ts, event_id)
         batch_id = producer.flush()
     app.console.print(f"queued event {event.event_id} in batch {batch_id}")
+    app.warn_if_unattended()
 
 
 @click.command("import")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @FORMAT_OPTION
+@click.option(
+    "--prefix",
+    default="",
+    metavar="TEXT",
+    help="Prepend TEXT to every user and item id of the file (e.g. ml100k:), so that "
+    "datasets whose ids coincide stay apart.",
+)
 @pass_app
-def import_(app: AppContext, path: Path, fmt: str) -> None:
-    """Bulk-load a history file straight into the state (idempotent per file)."""
+def import_(app: AppContext, path: Path, fmt: str, prefix: str) -> None:
+    """Bulk-load a history file straight into the state (idempotent per file and prefix)."""
     source = open_source(path, fmt)
     loader = BulkLoader(app.connection, app.settings)
+    if source.names_missing:
+        app.err.print(
+            f"[yellow]warning:[/] no {escape(str(source.names_file))}: the items of "
+            f"{escape(source.path.name)} will have no names (ids are shown instead)",
+            highlight=False,
+        )
     with progress_bar(app) as bar:
         task = bar.add_task(f"importing {source.path.name}", total=source.size_hint)
-        report = loader.load(source, progress=lambda n: bar.advance(task, n))
+        report = loader.load(source, progress=lambda n: bar.advance(task, n), prefix=prefix)
     app.console.print(
         f"imported {report.events:,} events in {report.seconds:.1f} s "
         f"({report.rate:,.0f}/s); {report.dead_letters:,} dead letters; "
         f"{report.skipped_batches} of {report.batches} batches were already applied"
+    )
+    app.console.print(overlap_line(report), highlight=False)
+    if report.overlap == "partial" and report.skipped_batches < report.batches:
+        app.err.print(
+            f"[yellow]warning:[/] {_known(report)} of {escape(source.path.name)} already "
+            "existed in this home, and their new events were added to them; if the file comes "
+            "from another dataset than the data already here, unrelated ids were merged: import "
+            "each dataset with its own --prefix (e.g. --prefix ml100k:) into a fresh home",
+            highlight=False,
+        )
+
+
+def overlap_line(report: ImportReport) -> str:
+    """One line on how the file's users and items met the ids already in the state."""
+    both = f"{report.users_seen:,} users and {report.items_seen:,} items"
+    if report.overlap == "none":
+        return f"ids: none of the file's {both} existed before"
+    if report.overlap == "partial":
+        return (
+            f"ids: {_known(report)} already existed: ids from different datasets may be "
+            "merged (use --prefix to keep them apart)"
+        )
+    if report.batches and report.skipped_batches == report.batches:
+        return f"ids: all {both} were already known: this file was imported before"
+    return f"ids: all {both} were already known: was this file or its dataset imported before?"
+
+
+def _known(report: ImportReport) -> str:
+    return (
+        f"{report.users_known:,} of {report.users_seen:,} users and "
+        f"{report.items_known:,} of {report.items_seen:,} items"
     )
 
 
@@ -92,7 +138,7 @@ def replay(app: AppContext, path: Path, fmt: str, rate: float, limit: int | None
     source = open_source(path, fmt)
     sent = rejected = 0
     start = time.monotonic()
-    with Producer(app.connection, app.settings) as producer, progress_bar(app) as bar:
+    with Producer(app.settings, connection=app.connection) as producer, progress_bar(app) as bar:
         task = bar.add_task(f"replaying {source.path.name}", total=limit or source.size_hint)
         for record in source.records:
             if limit is not None and sent + rejected >= limit:

@@ -32,11 +32,6 @@ class Vocabulary:
         value = self.connection.hget(keys.vocab_key(self.space), external)
         return None if value is None else int(value)
 
-    def external(self, dense_id: int) -> str | None:
-        """The external id behind ``dense_id``, or None."""
-        value = self.connection.hget(keys.vocab_reverse_key(self.space), str(dense_id))
-        return None if value is None else _text(value)
-
     def externals(self, dense_ids: list[int]) -> list[str | None]:
         """The external ids behind several dense ids, in one round trip (None where unknown)."""
         if not dense_ids:

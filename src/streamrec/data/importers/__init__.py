@@ -15,6 +15,15 @@ Formats (``FORMATS``)::
     lastfm-360k      usersha1-artmbid-artname-plays.tsv (user, mbid, name, plays; tabs)
     lastfm-hetrec    user_artists.dat (userID artistID weight), names from artists.dat
     csv              any CSV with a header: user,item[,weight,kind,timestamp,event_id]
+
+Ids are read as each dataset defines them (:mod:`streamrec.data.importers.ids`): integer
+ids as integers (``"042"`` is ``"42"``; a cell that is not an integer makes its row a
+problem record), string ids trimmed of surrounding whitespace.
+
+Layout quirks: a UTF-8 byte order mark and CRLF line ends are read through; blank and
+whitespace-only lines are skipped; a header line in a format that has none is skipped
+with a warning when no cell of it is a number, and a file of a headed format whose first
+line is all numbers is read as data from line 1, with a warning.
 """
 
 from __future__ import annotations
@@ -62,8 +71,10 @@ class RawRecord:
         kind: event kind (str), or None for the default (``play``).
         timestamp: epoch seconds as a float, an ISO 8601 string, or None (now).
         event_id: the row's event id, or None (the loader assigns one).
-        problem: a defect validation cannot see (too many columns); such a record is
-            dead-lettered as a whole.
+        problem: a defect validation cannot see (too many columns, an id that is not an
+            integer where the format's ids are); such a record is dead-lettered as a whole.
+        problem_field: the field ``problem`` is about (``user``, ``item``), or ``payload``
+            when it is about the row.
     """
 
     line: int
@@ -74,6 +85,7 @@ class RawRecord:
     timestamp: Any
     event_id: Any = None
     problem: str | None = None
+    problem_field: str = "payload"
 
     def as_payload(self) -> dict[str, Any]:
         """The record as a JSON-ready dict for a dead letter: ``line`` and the fields read."""
@@ -100,6 +112,8 @@ class ImportSource:
         digest: SHA-256 hex digest of the data file's bytes.
         size_hint: number of data rows (lines minus header, counted while hashing); a
             progress-bar total, off by the number of blank lines or quoted line breaks.
+        names_file: the file the format's item names come from, beside the data file
+            (None when the data file carries them itself).
     """
 
     path: Path
@@ -108,6 +122,12 @@ class ImportSource:
     item_names: dict[str, str] = field(default_factory=dict)
     digest: str = ""
     size_hint: int | None = None
+    names_file: Path | None = None
+
+    @property
+    def names_missing(self) -> bool:
+        """True when the format keeps names in a separate file and that file is absent."""
+        return self.names_file is not None and not self.names_file.is_file()
 
 
 def open_source(path: str | Path, fmt: str) -> ImportSource:
@@ -206,35 +226,50 @@ def first_line(path: Path, encoding: str = DATA_ENCODING) -> str:
 
 
 def require_columns(data: Path, fmt: str, separator: str, columns: Sequence[str]) -> None:
-    """Check that line 1 of a headerless file has one field per column.
+    """Check that the first non-blank line of a headerless file has one field per column.
 
     Raises:
         ImportFormatError: naming the file, the format, the expected and the found layout.
     """
-    first = first_line(data)
+    with data.open(encoding=DATA_ENCODING, errors="replace", newline="") as f:
+        lines = ((n, text.rstrip("\r\n")) for n, text in enumerate(f, start=1))
+        number, first = next(((n, text) for n, text in lines if text.strip()), (1, ""))
     found = len(first.split(separator))
     if found != len(columns):
         kind = "tab-separated columns" if separator == "\t" else f"{separator!r}-separated fields"
         raise ImportFormatError(
             f"{data} is not {fmt}: expected {len(columns)} {kind} ({', '.join(columns)}) "
-            f"without a header, found {found} in line 1: {first[:80]!r}"
+            f"without a header, found {found} in line {number}: {first[:80]!r}"
         )
 
 
-def require_header(data: Path, fmt: str, separator: str, header: Sequence[str]) -> None:
-    """Check that line 1 of ``data`` is exactly ``header``.
+def require_header(data: Path, fmt: str, separator: str, header: Sequence[str]) -> bool:
+    """Check that line 1 of ``data`` is exactly ``header``, or data without a header.
+
+    Returns:
+        True when line 1 is the header; False when the file has no header: line 1 has one
+        number per column of ``header`` (a data row, so nothing is lost by reading it).
 
     Raises:
         ImportFormatError: naming the file, the format, the expected and the found header.
     """
     found = tuple(cell.strip() for cell in first_line(data).split(separator))
-    if found != tuple(header):
-        joiner = " " if separator == "\t" else separator  # tabs print as spaces
-        kind = "tab-separated " if separator == "\t" else ""
-        raise ImportFormatError(
-            f"{data} is not {fmt}: expected the {kind}header {joiner.join(header)!r}, "
-            f"found {joiner.join(found)[:120]!r}"
+    if found == tuple(header):
+        return True
+    if len(found) == len(header) and all(isinstance(to_number(c), float) for c in found):
+        logger.warning(
+            "%s: line 1 is data, not the %s header %r; reading the file as headerless",
+            data,
+            fmt,
+            " ".join(header),
         )
+        return False
+    joiner = " " if separator == "\t" else separator  # tabs print as spaces
+    kind = "tab-separated " if separator == "\t" else ""
+    raise ImportFormatError(
+        f"{data} is not {fmt}: expected the {kind}header {joiner.join(header)!r}, "
+        f"found {joiner.join(found)[:120]!r}"
+    )
 
 
 def read_rows(
@@ -256,8 +291,10 @@ def read_rows(
                 reader = csv.reader(f, delimiter=separator)
             numbered = ((reader.line_num, row) for row in reader)
         for number, row in numbered:
-            if (header and number == 1) or not row or row == [""]:
+            if (header and number == 1) or not row:
                 continue
+            if not row[0].strip() and not any(cell.strip() for cell in row):
+                continue  # a blank or whitespace-only line
             cells, problem = pad_row(row, columns)
             yield number, cells, problem
 
@@ -270,6 +307,21 @@ def to_number(text: str | None) -> float | str | None:
         return float(text)
     except ValueError:
         return text
+
+
+def is_header_row(cells: Sequence[str | None]) -> bool:
+    """True when no cell of a headerless format's line 1 is a number: a stray header line."""
+    return not any(isinstance(to_number(cell), float) for cell in cells)
+
+
+def skip_header_row(path: Path, fmt: str, cells: Sequence[str | None]) -> None:
+    """Log that line 1 of ``path`` is skipped as a header (the format has none)."""
+    logger.warning(
+        "%s: line 1 %r looks like a header, which %s files do not have; skipped it",
+        path,
+        "\t".join(cell or "" for cell in cells)[:120],
+        fmt,
+    )
 
 
 def clean_name(name: str) -> str:
