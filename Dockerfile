@@ -1,8 +1,46 @@
-FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 TF_USE_LEGACY_KERAS=1
-WORKDIR /app
+# syntax=docker/dockerfile:1
+# Two images from one file (docker-compose.yml picks them by target):
+#   docker build --target worker  -t streamrec-worker .   # the core: producer, worker, CLI,
+#                                                        # ALS, KernelMF, ScaNN; no TensorFlow
+#   docker build --target trainer -t streamrec-trainer .  # the same plus the `tf` extra
+# A plain `docker build .` builds the last stage, the slim worker.
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS base
+# implicit's wheel links the system's OpenMP runtime (libgomp.so.1) instead of bundling it,
+# and the slim image does not ship it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --system --create-home --home-dir /home/streamrec streamrec \
+    && mkdir -p /data/streamrec && chown streamrec:streamrec /data/streamrec
+ENV PYTHONUNBUFFERED=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    STREAMREC_HOME=/data/streamrec
+WORKDIR /home/streamrec
+
+# Only the wheel leaves this stage: no sources, build tools or caches in the images.
+FROM base AS wheel
+WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir .
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM base AS trainer
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    --mount=type=cache,target=/root/.cache/pip \
+    pip install "$(echo /wheels/streamrec-*.whl)[tf]"
+ENV TF_USE_LEGACY_KERAS=1
+USER streamrec
 ENTRYPOINT ["streamrec"]
-CMD ["worker"]
+CMD ["worker", "--queue", "training"]
+
+FROM base AS worker
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    --mount=type=cache,target=/root/.cache/pip \
+    pip install /wheels/streamrec-*.whl
+USER streamrec
+ENTRYPOINT ["streamrec"]
+CMD ["worker", "--queue", "events"]

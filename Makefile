@@ -1,16 +1,32 @@
-# Every target installs what it needs into .venv first; .ci/run and README use these.
+# Every target installs what it needs into $(VENV) first; .ci/run and README use these.
+# Another interpreter gets its own venv:  make test PYTHON=python3.12 VENV=.venv312
+# $(VENV) gets everything: the core, the `tf` extra (TensorFlow, for training) and `dev`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench clean check-python
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[tf,dev]'
 	touch $(STAMP)
+
+## PYTHON must run, and an existing $(VENV) must have been made by the same Python version:
+## a pyenv shim for a version that is not active fails here rather than halfway through.
+check-python:
+	@want=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	  || { echo "make: PYTHON=$(PYTHON) does not run; pass the interpreter's full path" >&2; exit 1; }; \
+	if [ -x $(BIN)/python ]; then \
+	  have=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  if [ "$$have" != "$$want" ]; then \
+	    echo "make: $(VENV) has Python $$have but PYTHON=$(PYTHON) is $$want;" \
+	      "pass another VENV= (e.g. VENV=.venv$$(echo $$want | tr -d .)) or remove $(VENV)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 install: $(STAMP)
 
