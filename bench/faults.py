@@ -416,7 +416,7 @@ def replay(
     settings: Settings, rows: list[Row], first: int, rate: float, seconds: float, start: float
 ) -> Replay:
     """Send rows ``first, first + 1, ...`` at ``rate`` events/s for ``seconds``."""
-    producer = Producer(connect(settings), settings)
+    producer = Producer(settings, connection=connect(settings))
     accepted: list[int] = []
     refused = 0
     row = first

@@ -146,7 +146,7 @@ def sustained_load(
     total = int(rate * (warmup + seconds))
     start = time.perf_counter()
     measured_from = time.monotonic() + warmup
-    with Producer(conn, settings) as producer:
+    with Producer(settings, connection=conn) as producer:
         for n in range(total):
             if n % PROBE_EVERY == 0:
                 collect(block=False)

@@ -73,7 +73,7 @@ def through_streamrec(
     (from the first event applied)."""
     conn.flushdb()
     start = time.perf_counter()
-    with Producer(conn, settings, linger=0) as producer:
+    with Producer(settings, connection=conn, linger=0) as producer:
         for e in events:
             producer.send_raw(e)
     enqueued = time.perf_counter()

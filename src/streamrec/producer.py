@@ -38,6 +38,7 @@ from streamrec import keys
 from streamrec.errors import DeliveryError
 from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
+from streamrec.state.connection import connect
 from streamrec.state.queues import APPLY_EVENTS, queue
 
 logger = logging.getLogger(__name__)
@@ -59,36 +60,45 @@ class Producer:
 
     A batch is sealed when it holds ``batch_size`` events, when its oldest event has waited
     ``linger`` seconds, on :meth:`flush` and on :meth:`close`; a background thread delivers
-    sealed batches (see the module doc for the delivery contract). Thread-safe.
+    sealed batches (see the module doc for the delivery contract). The connection is made
+    by that thread, on the first delivery. Thread-safe.
 
     Args:
-        connection: a redis-py client (with socket timeouts: see ``connect``).
-        settings: batch size, linger, retries, timeouts and validation rules.
+        settings: Redis location, batch size, linger, retries, timeouts and validation rules
+            (default: ``Settings()``; :meth:`from_env` reads ``STREAMREC_*``).
+        connection: a redis-py client to use instead of connecting (with socket timeouts:
+            see :func:`~streamrec.state.connection.connect`).
         batch_size: overrides ``settings.batch_size``.
         linger: overrides ``settings.linger`` (seconds; 0 seals only full batches and on
             flush).
         queue_name: RQ queue to send to.
 
+    Raises:
+        ConfigError: ``batch_size`` out of range.
+
     Example::
 
-        with Producer(connect(settings), settings) as producer:
+        with Producer.from_env() as producer:
             producer.send("alice", "song-42", weight=3)
     """
 
     def __init__(
         self,
-        connection: redis.Redis,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
+        connection: redis.Redis | None = None,
         batch_size: int | None = None,
         linger: float | None = None,
         queue_name: str = keys.EVENTS_QUEUE,
     ) -> None:
+        settings = Settings() if settings is None else settings
         self.settings = settings
         self.batch_size = settings.with_(batch_size=batch_size or settings.batch_size).batch_size
         self.linger = settings.linger if linger is None else linger
         self.validator = EventValidator(settings)
-        self.queue: Queue = queue(connection, queue_name)
+        self.queue_name = queue_name
+        self._connection = connection
+        self._queue: Queue | None = None
         self.batches_sent = 0
         self.events_sent = 0
         self.attempts_failed = 0
@@ -105,6 +115,21 @@ class Producer:
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Producer:
+        """A producer with the settings of the ``STREAMREC_*`` environment variables
+        (``kwargs`` as for the constructor)."""
+        return cls(Settings.from_env(), **kwargs)
+
+    @property
+    def queue(self) -> Queue:
+        """The RQ queue batches go to (connecting to Redis on first use)."""
+        if self._queue is None:
+            if self._connection is None:
+                self._connection = connect(self.settings)
+            self._queue = queue(self._connection, self.queue_name)
+        return self._queue
 
     @property
     def buffered(self) -> int:
@@ -279,7 +304,7 @@ class Producer:
                     if not restarted:
                         self._enqueue(batches)
                     error = None
-                except (redis.RedisError, OSError) as exc:
+                except Exception as exc:  # reported by flush() as DeliveryError
                     error = exc
                 finally:
                     self._lock.acquire()

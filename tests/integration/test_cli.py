@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from streamrec.cli import cli
 from streamrec.producer import JOB_FUNCTION
 from streamrec.settings import Settings
-from streamrec.state.cache import RecommendationClient
+from streamrec.state.client import RecommendationClient
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
 from streamrec.state.queues import queue
@@ -27,15 +27,17 @@ def runner() -> CliRunner:
 
 
 def invoke(runner: CliRunner, *args: str) -> str:
+    """The command's standard output (results; progress and warnings go to stderr)."""
     result = runner.invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_push_then_worker_then_status(
     runner: CliRunner, redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    invoke(runner, "push", "alice", "song-1", "--weight", "3")
+    pushed = runner.invoke(cli, ["push", "alice", "song-1", "--weight", "3"])
+    assert "no worker listens" in pushed.stderr and "no worker" not in pushed.stdout
     invoke(runner, "push", "alice", "film-1", "--kind", "rating", "--weight", "4.5",
            "--timestamp", "2024-05-01T10:00:00")  # fmt: skip
     status = json.loads(invoke(runner, "status", "--json"))
@@ -131,8 +133,9 @@ def test_demo_runs_the_whole_pipeline(runner: CliRunner, redis_conn: redis.Redis
     assert result.exit_code == 0, result.output
     assert "history version" in result.output and "events applied" in result.output
     assert "critic: kmf list" in result.output
-    entry = RecommendationClient(redis_conn, "kmf").get("critic")
-    assert entry is not None and entry["user"] == "critic" and entry["history_version"] == 4
+    entry = RecommendationClient(connection=redis_conn, model="kmf").get("critic")
+    assert entry is not None and entry.personal and entry.user == "critic"
+    assert entry.history_version == 4
     status = json.loads(invoke(runner, "status", "--json"))
     assert status["state"]["users"] == 121  # the generated people and the live critic
     assert status["queues"][0]["queued"] == 0

@@ -58,7 +58,7 @@ def test_a_lost_reply_never_loses_or_doubles_an_event(private_settings: Settings
     out, the server then executes the enqueue anyway and the producer retries it."""
     conn = connect(private_settings)
     admin = connect(private_settings, socket_timeout=30)
-    producer = Producer(conn, private_settings, linger=0, batch_size=10)
+    producer = Producer(private_settings, connection=conn, linger=0, batch_size=10)
     accepted = send_events(producer, 10, "w")
     producer.flush()  # the producer is connected and knows its server
     sleeper = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", "1.5"))
@@ -86,7 +86,7 @@ def test_killed_connections_never_lose_or_double_an_event(
         while not stop.wait(0.03):
             admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 
-    producer = Producer(connect(settings), settings, batch_size=20, linger=0.005)
+    producer = Producer(settings, connection=connect(settings), batch_size=20, linger=0.005)
     thread = threading.Thread(target=killer)
     thread.start()
     try:
@@ -102,7 +102,7 @@ def test_killed_connections_never_lose_or_double_an_event(
 
 def test_a_paused_server_delays_delivery_and_loses_nothing(private_settings: Settings) -> None:
     conn = connect(private_settings)
-    producer = Producer(conn, private_settings, batch_size=20, linger=0.005)
+    producer = Producer(private_settings, connection=conn, batch_size=20, linger=0.005)
     connect(private_settings).execute_command("CLIENT", "PAUSE", "1500")
     accepted = send_events(producer, 400, "p", rate=500)
     producer.close()
@@ -119,7 +119,7 @@ def test_a_server_killed_and_restarted_mid_stream_loses_and_doubles_nothing(
     a machine crash under ``appendfsync everysec`` would lose it), a restart a second
     later: the producer retries, then sends its recent batches again."""
     conn = connect(private_settings)
-    producer = Producer(conn, private_settings, batch_size=25, linger=0.01)
+    producer = Producer(private_settings, connection=conn, batch_size=25, linger=0.01)
     accepted: list[Event] = []
     sender = threading.Thread(
         target=lambda: accepted.extend(send_events(producer, 3000, "r", rate=1000))
@@ -147,7 +147,7 @@ def test_send_never_waits_for_redis_and_flush_says_what_was_not_delivered(
 ) -> None:
     conn = connect(private_settings)
     assert kill_server(private_settings)
-    producer = Producer(conn, private_settings, linger=0, batch_size=30)
+    producer = Producer(private_settings, connection=conn, linger=0, batch_size=30)
     start = time.monotonic()
     accepted = send_events(producer, 100, "d")
     assert time.monotonic() - start < 1.0  # buffered: send() does not talk to Redis
@@ -166,7 +166,7 @@ def test_send_refuses_an_event_it_cannot_buffer_and_keeps_none_of_it(
     settings = private_settings.with_(max_buffered=50, delivery_timeout=0.5)
     conn = connect(settings)
     assert kill_server(settings)
-    producer = Producer(conn, settings, linger=0, batch_size=10)
+    producer = Producer(settings, connection=conn, linger=0, batch_size=10)
     send_events(producer, 50, "f")
     with pytest.raises(DeliveryError, match="was not accepted"):
         producer.send("f-u0", "one-too-many", 1)
@@ -180,7 +180,7 @@ def test_flush_gives_up_on_a_frozen_server_within_its_timeout(private_settings: 
     conn = connect(private_settings)
     admin = connect(private_settings, socket_timeout=30)
     sleeper = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", "3"))
-    producer = Producer(conn, private_settings, linger=0, batch_size=5)
+    producer = Producer(private_settings, connection=conn, linger=0, batch_size=5)
     sleeper.start()
     time.sleep(0.2)
     send_events(producer, 5, "z")
@@ -222,4 +222,4 @@ def test_replay_survives_a_server_killed_and_restarted_mid_stream(
 
 def test_a_batch_is_never_larger_than_the_cap(redis_conn: redis.Redis, settings: Settings) -> None:
     with pytest.raises(ConfigError, match="batch_size must be between 1 and 10000"):
-        Producer(redis_conn, settings, batch_size=1_000_000)
+        Producer(settings, connection=redis_conn, batch_size=1_000_000)

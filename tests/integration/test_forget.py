@@ -70,7 +70,7 @@ def test_a_deferred_refresh_does_not_write_a_forgotten_user_back(
 def test_queued_and_failed_payloads_are_scrubbed_and_never_recreate_the_user(
     redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    with Producer(redis_conn, settings, linger=0, batch_size=4) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=4) as producer:
         for n in range(8):
             producer.send("gone", f"i{n}", 1)
             producer.send("stays", f"i{n}", 1)
@@ -118,14 +118,14 @@ def test_a_user_back_after_forget_gets_lists_again(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     items = sorted(trained)
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         for item in items[:4]:
             producer.send("phoenix", item, 1)
     drain(redis_conn, settings)
     old = json.loads(redis_conn.get(keys.recommendations_key("phoenix", "als")))
     forget_user(redis_conn, settings, "phoenix", MODELS)
     assert redis_conn.get(keys.recommendations_key("phoenix", "als")) is None
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send("phoenix", items[10], 1)
     drain(redis_conn, settings)
     new = json.loads(redis_conn.get(keys.recommendations_key("phoenix", "als")))
@@ -152,7 +152,7 @@ def test_an_unreadable_dead_letter_breaks_neither_forget_nor_the_listing(
     redis_conn: redis.Redis, settings: Settings
 ) -> None:
     redis_conn.lpush(keys.dead_letters_key(), b"\xff not json", b'["a list"]', b'{"x": 1}')
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send("carol", "x", 1)
     drain(redis_conn, settings)
     runner = CliRunner()
@@ -165,11 +165,11 @@ def test_an_unreadable_dead_letter_breaks_neither_forget_nor_the_listing(
 def test_forgetting_an_unknown_user_changes_nothing(
     redis_conn: redis.Redis, settings: Settings
 ) -> None:
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send("someone", "x", 1)
         producer.send("other", "x", 1)
     drain(redis_conn, settings)
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send("queued", "y", 1)
     before = everything(redis_conn)
     report = forget_user(redis_conn, settings, "nobody", MODELS)

@@ -12,19 +12,15 @@ from click.testing import CliRunner
 
 from streamrec import keys
 from streamrec.cli import cli
-from streamrec.data.synthetic import generate, item_id
+from streamrec.data.synthetic import generate
 from streamrec.producer import Producer
 from streamrec.serving.online import OnlineServing
 from streamrec.serving.served import ServedALS
 from streamrec.serving.training import train_als
 from streamrec.settings import Settings
 from streamrec.state.bulk import BulkLoader
-from streamrec.state.cache import (
-    CacheEntry,
-    RecommendationCache,
-    RecommendationClient,
-    RecommendedItem,
-)
+from streamrec.state.cache import RecommendationCache, encode_entry
+from streamrec.state.client import RecommendationClient
 from streamrec.state.queues import queue
 from streamrec.state.registry import ModelRegistry
 from streamrec.worker import jobs
@@ -39,39 +35,44 @@ def test_a_new_user_gets_a_personal_list_from_their_plays(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     plays = [item for item, g in trained.items() if g == 2][:5]
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         for item in plays:
             producer.send("newcomer", item, 3)
-    client = RecommendationClient(redis_conn)
+    client = RecommendationClient(connection=redis_conn)
     popular = client.get("nobody-at-all", 10)
-    assert popular is not None and popular["user"] is None
+    assert popular is not None and not popular.personal
     drain(redis_conn, settings)
     entry = client.get("newcomer", 10)
-    assert entry is not None and entry["user"] == "newcomer"
-    assert entry["history_version"] == 5 and entry["version"] == 1
-    items = [i["item"] for i in entry["items"]]
+    assert entry is not None and entry.personal and entry.user == "newcomer"
+    assert entry.history_version == 5 and entry.version == 1
+    items = [i.item for i in entry.items]
     assert len(items) == 10 and not set(items) & set(plays)
-    assert items != [i["item"] for i in popular["items"]]
+    assert items != [i.item for i in popular.items]
     assert sum(trained[i] == 2 for i in items) >= 8  # the planted taste shows through
-    assert all(set(i["because"]) <= set(plays) and i["because"] for i in entry["items"])
+    assert all(set(i.because) <= set(plays) and i.because for i in entry.items)
     out = CliRunner().invoke(
         cli, ["explain", "newcomer", items[0], "--json"], catch_exceptions=False
     )
-    assert {r["item"] for r in json.loads(out.output)} <= set(plays)
+    assert {r["item"] for r in json.loads(out.stdout)} <= set(plays)
 
 
 def test_a_cache_entry_from_an_older_history_never_replaces_a_newer_one(
     redis_conn: redis.Redis,
 ) -> None:
     cache = RecommendationCache(redis_conn)
-    fresh = CacheEntry("u", "als", 1, 7, [RecommendedItem("a", 1.0)])
-    stale = CacheEntry("u", "als", 1, 6, [RecommendedItem("b", 1.0)])
-    newer_model = CacheEntry("u", "als", 2, 7, [RecommendedItem("c", 1.0)])
-    assert cache.write([fresh]) == 1
-    assert cache.write([stale]) == 0
-    assert cache.read("u", "als").items[0].item == "a"  # type: ignore[union-attr]
-    assert cache.write([newer_model]) == 1
-    assert cache.read("u", "als").items[0].item == "c"  # type: ignore[union-attr]
+    key = keys.recommendations_key("u", "als")
+
+    def entry(version: int, history: int, item: str) -> tuple[str, str, str]:
+        return key, encode_entry("u", "als", version, history, [item], [1.0], [[]]), "u"
+
+    def cached() -> str:
+        return str(json.loads(redis_conn.get(key))["items"][0]["item"])
+
+    assert cache.write_encoded([entry(1, 7, "a")]) == 1
+    assert cache.write_encoded([entry(1, 6, "b")]) == 0  # an older history
+    assert cached() == "a"
+    assert cache.write_encoded([entry(2, 7, "c")]) == 1  # a newer model, same history
+    assert cached() == "c"
 
 
 def test_items_first_seen_after_training_become_recommendable(
@@ -79,15 +80,15 @@ def test_items_first_seen_after_training_become_recommendable(
 ) -> None:
     fans = [f"fan-{n}" for n in range(12)]
     group_items = [item for item, g in trained.items() if g == 1][:4]
-    with Producer(redis_conn, settings, linger=0, batch_size=10_000) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=10_000) as producer:
         for fan in fans:
             for item in group_items:
                 producer.send(fan, item, 3)
             if fan != fans[-1]:
                 producer.send(fan, "brand-new-item", 3)
     drain(redis_conn, settings)
-    entry = RecommendationClient(redis_conn).get(fans[-1], 10)
-    assert entry is not None and "brand-new-item" in [i["item"] for i in entry["items"]]
+    entry = RecommendationClient(connection=redis_conn).get(fans[-1], 10)
+    assert entry is not None and "brand-new-item" in [i.item for i in entry.items]
 
 
 def test_publishing_is_atomic_and_workers_reload_only_newer_versions(
@@ -106,8 +107,8 @@ def test_publishing_is_atomic_and_workers_reload_only_newer_versions(
     )
     assert kept == [2, 3, 4]  # settings.models_kept
     assert not [p for p in (settings.home / "models" / "als").iterdir() if p.name.startswith(".")]
-    entry = RecommendationClient(redis_conn).get(generate(CONFIG).users()[0])
-    assert entry is not None and entry["version"] == 4
+    entry = RecommendationClient(connection=redis_conn).get(generate(CONFIG).users()[0])
+    assert entry is not None and entry.version == 4
 
 
 def test_retrain_on_the_training_queue(
@@ -147,7 +148,7 @@ def test_concurrent_workers_leave_the_list_of_the_final_history(
 ) -> None:
     users = [f"busy-{n}" for n in range(3)]
     items = sorted(trained)
-    with Producer(redis_conn, settings, linger=0, batch_size=7) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=7) as producer:
         for n in range(240):
             producer.send(users[n % 3], items[(n * 7) % len(items)], 1)
     workers = [
@@ -159,14 +160,13 @@ def test_concurrent_workers_leave_the_list_of_the_final_history(
     for worker in workers:
         assert worker.wait(timeout=120) == 0
     for user in users:
-        entry = RecommendationClient(redis_conn).get(user, 20)
-        assert entry is not None and entry["user"] == user
+        entry = RecommendationClient(connection=redis_conn).get(user, 20)
+        assert entry is not None and entry.personal and entry.user == user
         assert (
-            entry["history_version"] == int(redis_conn.get(keys.user_version_key(user)) or 0) == 80
+            entry.history_version == int(redis_conn.get(keys.user_version_key(user)) or 0) == 80
         )
         history = set(redis_conn.hkeys(keys.user_history_key(user)))
-        assert not {i["item"].encode() for i in entry["items"]} & history
-    assert item_id(0)  # the synthetic ids are the ones trained on
+        assert not {i.item.encode() for i in entry.items} & history
 
 
 def test_a_lost_version_counter_does_not_overwrite_model_files(
@@ -185,7 +185,7 @@ def test_the_client_built_from_settings_reads_with_one_get(
     redis_conn.config_resetstat()
     entry = client.get(user, 5)
     stats = redis_conn.info("commandstats")
-    assert entry is not None and len(entry["items"]) == 5 and entry["user"] == user
+    assert entry is not None and len(entry.items) == 5 and entry.personal and entry.user == user
     assert stats["cmdstat_get"]["calls"] == 1
     # this test's own CONFIG RESETSTAT and INFO (Redis 7 names it cmdstat_config|resetstat)
     own = ("cmdstat_config", "cmdstat_info")
@@ -199,7 +199,7 @@ def test_a_busy_worker_coalesces_refreshes_and_leaves_every_list_current(
     users = [f"burst-{n}" for n in range(12)]
     items = sorted(trained)
     batches = 30
-    with Producer(redis_conn, settings, linger=0, batch_size=6) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=6) as producer:
         for n in range(batches * 6):
             producer.send(users[n % len(users)], items[(n * 5) % len(items)], 1)
     handler = prepare(redis_conn, settings, coalesce=coalesce)
@@ -215,18 +215,18 @@ def test_a_busy_worker_coalesces_refreshes_and_leaves_every_list_current(
     assert online.serves < batches / 3 if coalesce else online.serves == batches
     assert online.pending == 0
     for user in users:
-        entry = RecommendationClient(redis_conn).get(user, 20)
-        assert entry is not None and entry["user"] == user
-        assert entry["history_version"] == int(redis_conn.get(keys.user_version_key(user)) or 0)
+        entry = RecommendationClient(connection=redis_conn).get(user, 20)
+        assert entry is not None and entry.personal and entry.user == user
+        assert entry.history_version == int(redis_conn.get(keys.user_version_key(user)) or 0)
         history = set(redis_conn.hkeys(keys.user_history_key(user)))
-        assert not {i["item"].encode() for i in entry["items"]} & history
+        assert not {i.item.encode() for i in entry.items} & history
 
 
 def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     users = [f"late-{n}" for n in range(4)]
-    with Producer(redis_conn, settings, linger=0, batch_size=2) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=2) as producer:
         for n, item in enumerate(sorted(trained)[:8]):
             producer.send(users[n % len(users)], item, 1)
     handler = prepare(redis_conn, settings, coalesce=True)
@@ -240,8 +240,9 @@ def test_a_worker_serves_deferred_users_as_soon_as_its_queue_is_empty(
     worker.work(burst=True)
     assert online.serves == 1 and online.pending == 0
     for user in users:
-        entry = RecommendationClient(redis_conn).get(user, 20)
-        assert entry is not None and entry["user"] == user and entry["history_version"] == 2
+        entry = RecommendationClient(connection=redis_conn).get(user, 20)
+        assert entry is not None and entry.personal and entry.user == user
+        assert entry.history_version == 2
 
 
 def test_a_batch_applied_before_the_worker_saw_a_new_model_is_served_with_it(
@@ -256,5 +257,6 @@ def test_a_batch_applied_before_the_worker_saw_a_new_model_is_served_with_it(
     items = sorted(data.item_group)[:3]
     outcome = handler.handle("late", [{"user": "late-comer", "item": i} for i in items])
     assert not outcome.detailed and outcome.n_users == 1
-    entry = RecommendationClient(redis_conn).get("late-comer")
-    assert entry is not None and entry["user"] == "late-comer" and entry["history_version"] == 3
+    entry = RecommendationClient(connection=redis_conn).get("late-comer")
+    assert entry is not None and entry.personal and entry.user == "late-comer"
+    assert entry.history_version == 3

@@ -18,7 +18,7 @@ from streamrec.producer import Producer
 from streamrec.serving.training import train_als, train_kmf
 from streamrec.settings import Settings
 from streamrec.state.bulk import BulkLoader
-from streamrec.state.cache import RecommendationClient
+from streamrec.state.client import RecommendationClient
 from streamrec.worker.runner import run_worker
 from tests.integration.helpers import drain
 
@@ -46,27 +46,27 @@ def test_a_new_rater_gets_predicted_ratings_of_their_liked_group(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     loved, disliked = group_items(trained, 2)[:5], group_items(trained, 0)[:4]
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         for item in loved:
             producer.send("rater", item, 5, kind="rating")
         for item in disliked:
             producer.send("rater", item, 1, kind="rating")
     drain(redis_conn, settings)
-    entry = RecommendationClient(redis_conn, "kmf").get("rater", 10)
-    assert entry is not None and entry["user"] == "rater" and entry["model"] == "kmf"
-    assert entry["history_version"] == 9 and entry["version"] == 1
-    items = [i["item"] for i in entry["items"]]
+    entry = RecommendationClient(connection=redis_conn, model="kmf").get("rater", 10)
+    assert entry is not None and entry.personal and entry.user == "rater" and entry.model == "kmf"
+    assert entry.history_version == 9 and entry.version == 1
+    items = [i.item for i in entry.items]
     assert len(items) == 10 and not set(items) & set(loved + disliked)
     assert sum(trained[i] == 2 for i in items) >= 7  # their taste, not the popular list
-    scores = [i["score"] for i in entry["items"]]
+    scores = [i.score for i in entry.items]
     assert scores == sorted(scores, reverse=True)
     assert all(settings.rating_min <= s <= settings.rating_max for s in scores)
-    reasons = {r for i in entry["items"] for r in i["because"]}
+    reasons = {r for i in entry.items for r in i.because}
     assert reasons and reasons <= set(loved)  # only ratings above the mean explain
     out = CliRunner().invoke(
         cli, ["recommend", "rater", "--model", "kmf", "--json"], catch_exceptions=False
     )
-    shown = json.loads(out.output)
+    shown = json.loads(out.stdout)
     assert shown["model"] == "kmf" and shown["freshness"]["up_to_date"]
 
 
@@ -74,29 +74,29 @@ def test_plays_leave_the_rating_list_alone_and_a_rating_refreshes_it(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     user = generate(CONFIG).users()[0]
-    before = RecommendationClient(redis_conn, "kmf").get(user, 20)
-    assert before is not None and before["user"] == user
+    before = RecommendationClient(connection=redis_conn, model="kmf").get(user, 20)
+    assert before is not None and before.personal and before.user == user
     items = sorted(trained)
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send(user, items[0], 1)  # a play: kmf does not learn from it
     drain(redis_conn, settings)
-    after_play = RecommendationClient(redis_conn, "kmf").get(user, 20)
+    after_play = RecommendationClient(connection=redis_conn, model="kmf").get(user, 20)
     assert after_play is not None
-    assert after_play["history_version"] == before["history_version"]
-    with Producer(redis_conn, settings, linger=0) as producer:
+    assert after_play.history_version == before.history_version
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send(user, items[1], 4, kind="rating")
     drain(redis_conn, settings)
-    after_rating = RecommendationClient(redis_conn, "kmf").get(user, 20)
+    after_rating = RecommendationClient(connection=redis_conn, model="kmf").get(user, 20)
     version = int(redis_conn.get(keys.user_version_key(user)) or 0)
-    assert after_rating is not None and after_rating["history_version"] == version
-    assert items[1] not in [i["item"] for i in after_rating["items"]]
+    assert after_rating is not None and after_rating.history_version == version
+    assert items[1] not in [i.item for i in after_rating.items]
 
 
 def test_an_item_first_rated_after_training_becomes_recommendable(
     redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
 ) -> None:
     fans = [f"fan-{n}" for n in range(8)]
-    with Producer(redis_conn, settings, linger=0, batch_size=100) as producer:
+    with Producer(settings, connection=redis_conn, linger=0, batch_size=100) as producer:
         for fan in fans:
             for item in group_items(trained, 1)[:6]:
                 producer.send(fan, item, 5, kind="rating")
@@ -105,8 +105,8 @@ def test_an_item_first_rated_after_training_becomes_recommendable(
             if fan != fans[-1]:
                 producer.send(fan, "brand-new-film", 5, kind="rating")
     drain(redis_conn, settings)
-    entry = RecommendationClient(redis_conn, "kmf").get(fans[-1], 10)
-    assert entry is not None and "brand-new-film" in [i["item"] for i in entry["items"]]
+    entry = RecommendationClient(connection=redis_conn, model="kmf").get(fans[-1], 10)
+    assert entry is not None and "brand-new-film" in [i.item for i in entry.items]
 
 
 def test_train_kmf_on_the_training_queue_and_from_the_cli(
@@ -118,8 +118,8 @@ def test_train_kmf_on_the_training_queue_and_from_the_cli(
     assert "queued retrain job" in out.output
     run_worker(redis_conn, settings, [keys.TRAINING_QUEUE], burst=True)
     user = generate(CONFIG).users()[3]
-    entry = RecommendationClient(redis_conn, "kmf").get(user)
-    assert entry is not None and entry["version"] == 2
+    entry = RecommendationClient(connection=redis_conn, model="kmf").get(user)
+    assert entry is not None and entry.version == 2
     out = CliRunner().invoke(cli, ["train", "kmf", "--epochs", "5"], catch_exceptions=False)
     assert "kmf version 3" in out.output
 
@@ -139,14 +139,14 @@ def test_one_worker_serves_both_models_from_one_batch(
 ) -> None:
     train_als(redis_conn, settings, ALSParams(factors=8, iterations=5))
     items = group_items(trained, 3)
-    with Producer(redis_conn, settings, linger=0) as producer:
+    with Producer(settings, connection=redis_conn, linger=0) as producer:
         producer.send("both", items[0], 5, kind="rating")
         producer.send("both", items[1], 2)  # a play
     drain(redis_conn, settings)
-    als = RecommendationClient(redis_conn, "als").get("both")
-    kmf = RecommendationClient(redis_conn, "kmf").get("both")
+    als = RecommendationClient(connection=redis_conn, model="als").get("both")
+    kmf = RecommendationClient(connection=redis_conn, model="kmf").get("both")
     assert als is not None and kmf is not None
-    assert als["user"] == kmf["user"] == "both"
-    assert als["history_version"] == kmf["history_version"] == 2
+    assert als.personal and kmf.personal and als.user == kmf.user == "both"
+    assert als.history_version == kmf.history_version == 2
     for entry in (als, kmf):  # neither recommends what was played or rated
-        assert not {i["item"] for i in entry["items"]} & set(items[:2])
+        assert not {i.item for i in entry.items} & set(items[:2])

@@ -35,7 +35,7 @@ def plain_queue(conn: redis.Redis, name: str = keys.EVENTS_QUEUE) -> Queue:
 
 
 def send_valid(conn: redis.Redis, settings: Settings, n: int, tag: str) -> None:
-    with Producer(conn, settings, linger=0, batch_size=5) as producer:
+    with Producer(settings, connection=conn, linger=0, batch_size=5) as producer:
         for i in range(n):
             producer.send(f"{tag}-user-{i % 3}", f"item-{i}", 1)
 
@@ -94,7 +94,7 @@ def test_poison_entries_are_set_aside_and_the_batches_behind_them_are_applied(
     shown = CliRunner().invoke(cli, ["quarantine", "--limit", "0"], catch_exceptions=False)
     assert "Quarantine (7)" in shown.output and "os.system" in shown.output
     status = CliRunner().invoke(cli, ["status", "--json"], catch_exceptions=False)
-    assert json.loads(status.output)["state"]["quarantined"] == 7
+    assert json.loads(status.stdout)["state"]["quarantined"] == 7
 
 
 def test_a_worker_process_exits_zero_only_after_applying_everything(

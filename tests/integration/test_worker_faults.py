@@ -51,7 +51,7 @@ def worker_process(
 
 
 def send(settings: Settings, n: int, tag: str) -> None:
-    with Producer(connect(settings), settings, linger=0, batch_size=10) as producer:
+    with Producer(settings, connection=connect(settings), linger=0, batch_size=10) as producer:
         for i in range(n):
             producer.send(f"{tag}-{i % 5}", f"{tag}-item-{i}", 1)
 
@@ -110,7 +110,7 @@ def test_flags_reach_the_jobs_and_the_children(
     env.pop("STREAMREC_REDIS_URL", None)
     conn = connect(trained_home)
     for processes, user in (("1", "solo"), ("2", "pair")):
-        send_one = Producer(conn, trained_home, linger=0)
+        send_one = Producer(trained_home, connection=conn, linger=0)
         for item in (item_id(1), item_id(2), item_id(3)):
             send_one.send(user, item, 1)
         send_one.close()

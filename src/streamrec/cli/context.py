@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import click
 import redis
 from rich.console import Console
+from rq import Worker
 
+from streamrec import keys
 from streamrec.errors import (
     ConfigError,
     DatasetError,
@@ -23,6 +25,7 @@ from streamrec.errors import (
 )
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
+from streamrec.state.queues import queue
 
 #: Exit codes by error class (the first matching class wins); anything else exits 1.
 EXIT_CODES: tuple[tuple[type[StreamrecError], int], ...] = (
@@ -39,10 +42,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class AppContext:
-    """Per-invocation state of the CLI."""
+    """Per-invocation state of the CLI: results go to ``console`` (stdout); progress, status
+    lines and warnings to ``err`` (stderr), so that a command's output can be piped."""
 
     settings: Settings
     console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
     _connection: redis.Redis | None = None
 
     @property
@@ -51,6 +56,18 @@ class AppContext:
         if self._connection is None:
             self._connection = connect(self.settings)
         return self._connection
+
+    def warn_if_unattended(self) -> None:
+        """Warn (on stderr) when events wait in the queue and no worker listens to it: they
+        are kept, but nothing applies them until ``streamrec worker`` runs."""
+        events = queue(self.connection, keys.EVENTS_QUEUE)
+        waiting = events.count
+        if waiting and not Worker.count(connection=self.connection, queue=events):
+            self.err.print(
+                f"[yellow]warning:[/] {waiting} batch(es) of events wait in queue "
+                f"'{keys.EVENTS_QUEUE}' and no worker listens: start one with "
+                "`streamrec worker`"
+            )
 
 
 class CommandError(click.ClickException):

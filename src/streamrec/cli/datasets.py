@@ -44,7 +44,7 @@ def fetch(app: AppContext, name: str, force: bool, mirror: str | None) -> None:
         *Progress.get_default_columns(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=app.console,
+        console=app.err,
     ) as bar:
         task = bar.add_task(f"fetching {name}", total=None)
 

@@ -17,7 +17,7 @@ from streamrec.data.synthetic import SyntheticConfig, generate
 from streamrec.producer import Producer
 from streamrec.serving.training import train_als, train_kmf
 from streamrec.state.bulk import BulkLoader
-from streamrec.state.cache import RecommendationClient
+from streamrec.state.client import RecommendationClient
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
@@ -75,14 +75,14 @@ def demo(
 
     app.console.rule(f"3. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
     watched = next((e.user for e in live if e.user in newcomers), data.users()[0])
-    client = RecommendationClient(conn)
+    client = RecommendationClient(app.settings, connection=conn)
     workers = spawn_workers(1, [keys.EVENTS_QUEUE], app.settings)
     try:
         _wait_for_worker(conn)
         target = read_counts(conn).events_applied + len(live)
         plays = 0
         start = time.monotonic()
-        with Producer(conn, app.settings) as producer:
+        with Producer(app.settings, connection=conn) as producer:
             for n, e in enumerate(live, 1):
                 producer.send(e.user, e.item, e.weight, e.kind, e.timestamp, e.event_id)
                 if e.user == watched and plays < 5:
@@ -120,19 +120,19 @@ def _ratings(app: AppContext, users: int, items: int, seed: int, newcomers: set[
     groups = data.item_group
     loved = [i for i in sorted(groups) if groups[i] == 1][:3]
     disliked = [i for i in sorted(groups) if groups[i] == 2][:1]
-    client = RecommendationClient(app.connection, "kmf")
-    with Producer(app.connection, app.settings) as producer:
+    client = RecommendationClient(app.settings, connection=app.connection, model="kmf")
+    with Producer(app.settings, connection=app.connection) as producer:
         for n, (item, stars) in enumerate([(i, 5) for i in loved] + [(i, 1) for i in disliked]):
             producer.send("critic", item, stars, "rating")
             producer.flush()
             shown = f"rates [bold]{data.item_names.get(item, item)}[/] {stars}★"
             _show_fresh_list(app, client, "critic", n + 1, shown, data.item_names)
-    entry = client.get("critic", 5)
-    if entry is not None:
+    found = client.get("critic", 5, names=True)
+    if found is not None:
         table = Table("item", "name", "predicted rating", "because", title="critic: kmf list")
-        for i in entry["items"]:
-            names = ", ".join(data.item_names.get(b, b) for b in i["because"])
-            table.add_row(i["item"], data.item_names.get(i["item"], ""), f"{i['score']:.2f}", names)
+        for rec in found.items:
+            because = ", ".join(rec.because_names)
+            table.add_row(rec.item, rec.name or "", f"{rec.score:.2f}", because)
         app.console.print(table)
 
 
@@ -146,14 +146,14 @@ def _show_fresh_list(
 ) -> None:
     """Wait for the user's list to reflect their history ``version`` and print its top 5."""
     sent = time.monotonic()
-    entry = client.get(user, 5)
-    while (entry is None or entry["user"] != user or entry["history_version"] < version) and (
+    found = client.get(user, 5)
+    while (found is None or not found.personal or found.history_version < version) and (
         time.monotonic() - sent < 5
     ):
         time.sleep(0.002)
-        entry = client.get(user, 5)
+        found = client.get(user, 5)
     waited = (time.monotonic() - sent) * 1000
-    top = ", ".join(names.get(i["item"], i["item"]) for i in entry["items"]) if entry else "-"
+    top = ", ".join(names.get(rec.item, rec.item) for rec in found.items) if found else "-"
     app.console.print(f"{user} {did} → list visible after {waited:.0f} ms: {top}")
 
 

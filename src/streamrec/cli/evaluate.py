@@ -103,7 +103,7 @@ def evaluate(
             task = bar.add_task(f"reading {source.path.name}", total=source.size_hint)
             loaded = read_interactions(source, app.settings, lambda n: bar.advance(task, n))
         _require_rows(loaded, source.path)
-        with app.console.status(f"training and scoring ({protocol} protocol)"):
+        with app.err.status(f"training and scoring ({protocol} protocol)"):
             result = run(loaded)
     result = {"model": model, "metric": metric, "data": str(source.path), "format": fmt, **result}
     result["dataset"] = {

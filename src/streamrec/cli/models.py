@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -21,7 +22,7 @@ from streamrec.models.als import ImplicitALS
 from streamrec.serving.registry import REGISTRY, ModelSpec
 from streamrec.serving.served import ServedALS
 from streamrec.serving.training import TrainReport, train_model
-from streamrec.state.cache import RecommendationClient
+from streamrec.state.client import RecommendationClient
 from streamrec.state.matrices import MatrixReader
 from streamrec.state.queues import RETRAIN_MODEL, queue
 from streamrec.state.vocab import ItemCatalog, Vocabulary
@@ -89,46 +90,49 @@ def _train(
 
 @click.command()
 @click.argument("user")
-@click.option("-k", type=int, default=10, show_default=True)
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Items.")
 @click.option("--model", type=click.Choice(list(REGISTRY)), default="als", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (names included).")
 @pass_app
 def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> None:
     """What an app reading USER's cached list gets, and how fresh it is."""
-    entry = RecommendationClient(app.connection, model).get(user, k)
-    if entry is None:
+    if k > app.settings.top_k:
+        raise click.BadParameter(
+            f"lists hold {app.settings.top_k} items (STREAMREC_TOP_K); got {k}", param_hint="-k"
+        )
+    app.warn_if_unattended()
+    client = RecommendationClient(app.settings, connection=app.connection, model=model)
+    found = client.get(user, k, names=True)
+    if found is None:
         raise NotFoundError(f"no list for {user!r} and no popular list yet: train a model first")
-    version = int(app.connection.get(keys.user_version_key(user)) or 0)
-    entry["freshness"] = {
-        "age_seconds": round(time.time() - entry["computed_at"], 3),
-        "history_version_now": version,
-        "up_to_date": entry["user"] is not None and entry["history_version"] >= version,
+    now = int(app.connection.get(keys.user_version_key(user)) or 0)
+    fresh = {
+        "age_seconds": round(time.time() - found.computed_at, 3),
+        "history_version_now": now,
+        "up_to_date": found.personal and found.history_version >= now,
     }
     if as_json:
-        click.echo(json.dumps(entry, indent=2))
+        click.echo(json.dumps({**asdict(found), "freshness": fresh}, indent=2))
         return
-    names = ItemCatalog(app.connection).names([i["item"] for i in entry["items"]])
     source = (
-        "popular items (no personal list)"
-        if entry["user"] is None
-        else f"{entry['model']} v{entry['version']}"
+        f"{found.model} v{found.version}"
+        if found.personal
+        else "popular items (no personal list yet), minus the user's own"
     )
     table = Table("item", "name", "score", "because", title=f"{user}: {source}")
-    for i in entry["items"]:
-        table.add_row(
-            i["item"], names.get(i["item"], ""), f"{i['score']:.3f}", ", ".join(i["because"])
-        )
+    for rec in found.items:
+        table.add_row(rec.item, rec.name or "", f"{rec.score:.3f}", ", ".join(rec.because_names))
     app.console.print(table)
-    f = entry["freshness"]
-    app.console.print(
-        f"computed {f['age_seconds']:.2f} s ago from history version {entry['history_version']} "
-        f"(now {f['history_version_now']}{', up to date' if f['up_to_date'] else ''})"
-    )
+    if found.personal:
+        app.console.print(
+            f"computed {fresh['age_seconds']:.2f} s ago from history version "
+            f"{found.history_version} (now {now}{', up to date' if fresh['up_to_date'] else ''})"
+        )
 
 
 @click.command()
 @click.argument("item")
-@click.option("-k", type=int, default=10, show_default=True)
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Items.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def similar(app: AppContext, item: str, k: int, as_json: bool) -> None:
@@ -144,7 +148,9 @@ def similar(app: AppContext, item: str, k: int, as_json: bool) -> None:
 @click.command()
 @click.argument("user")
 @click.argument("item")
-@click.option("-n", type=int, default=5, show_default=True, help="History items to show.")
+@click.option(
+    "-n", type=click.IntRange(min=1), default=5, show_default=True, help="History items to show."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def explain(app: AppContext, user: str, item: str, n: int, as_json: bool) -> None:

@@ -70,6 +70,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
 def status(app: AppContext, as_json: bool) -> None:
     """Queues, workers, users, items, events applied, dead letters."""
     snapshot = collect_status(app.connection, describe(app.settings))
+    app.warn_if_unattended()
     if as_json:
         click.echo(json.dumps(snapshot.to_dict(), indent=2))
         return
@@ -113,7 +114,7 @@ def dead_letters(app: AppContext, retry: bool, limit: int, as_json: bool) -> Non
     if retry:
         letters = store.take_all()
         still_bad = []
-        with Producer(app.connection, app.settings, linger=0) as producer:
+        with Producer(app.settings, connection=app.connection, linger=0) as producer:
             for letter in letters:
                 try:
                     producer.send_raw(letter.payload)

@@ -66,9 +66,7 @@ def _owners(models: Iterable[ModelSpec]) -> dict[str, tuple[Option, list[ModelSp
     return owners
 
 
-def _with_options(
-    func: F, owners: dict[str, tuple[Option, list[ModelSpec]]], shared: bool
-) -> F:
+def _with_options(func: F, owners: dict[str, tuple[Option, list[ModelSpec]]], shared: bool) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in owners}

@@ -1,5 +1,6 @@
 """Global mean plus user and item biases, ``r̂ = μ + b_u + b_i`` (``matrix-factorization``'s
-``BaselineModel``): a floor for the explicit-rating models and a cold-start fallback.
+``BaselineModel``): the floor the explicit-rating models are measured against
+(``bench/kernel_mf.py``); nothing serves it.
 
 ``sgd`` is :class:`~streamrec.models.kernel_mf.KernelMF`'s linear kernel with no factors,
 ``b ← b − η (r̂ − r + λ b)`` per rating (the reference's rule). ``als`` alternates the exact

@@ -5,8 +5,8 @@ exact: for sigmoid and rbf the reference drops the factor ``c`` (the rating rang
 ``∂r̂``, which scales its loss by ``1/c`` against the regulariser (the formulas are in
 :mod:`streamrec.models.sgd`). The sigmoid's offset is ``logit((μ − a)/c)``, so a pair
 with no signal starts at the mean rating instead of at ``a + c σ(μ)`` (the reference puts
-``μ`` inside the logit): on a validation split of ML-100K's training part it measured
-better at every learning rate and regularisation tried (best 0.922 against 0.935 RMSE).
+``μ`` inside the logit): on a validation split of ML-100K's training part it did better
+at every learning rate and regularisation tried.
 And new items can be solved against frozen users (:meth:`KernelMF.update_items`), which
 the reference lacks.
 

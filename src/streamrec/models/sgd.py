@@ -14,12 +14,11 @@ With ``a`` the lowest rating, ``c`` the rating range, ``z₀`` the model's offse
 it, and the finite-difference tests check it against :func:`rating_loss`.
 
 ``fastmath`` is limited to reassociation, contraction (FMA), ``nsz`` and ``arcp``: enough for
-LLVM to vectorise the factor loops (an epoch of ML-100K with 100 factors: ~13 ms against
-~17.5 ms without fastmath; full fastmath is no faster), while NaN and inf keep their meaning,
-so a diverging fit shows as a non-finite loss instead of being optimised into garbage.
-Reassociation makes the last bits depend on the CPU's vector width, never on the data order
-or the batch. Squares are written ``x * x``: a ``x ** 2`` in the rbf branch added ~60 ns per
-rating to every kernel's loop.
+LLVM to vectorise the factor loops (full fastmath is no faster), while NaN and inf keep their
+meaning, so a diverging fit shows as a non-finite loss instead of being optimised into
+garbage. Reassociation makes the last bits depend on the CPU's vector width, never on the
+data order or the batch. Squares are written ``x * x``: ``x ** 2`` in the rbf branch slowed
+every kernel's loop.
 """
 
 from __future__ import annotations

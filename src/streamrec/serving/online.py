@@ -36,7 +36,7 @@ from streamrec.events import Event
 from streamrec.serving.registry import REGISTRY
 from streamrec.serving.served import ServedModel
 from streamrec.settings import RATING_KIND, Settings
-from streamrec.state.cache import Entry, RecommendationCache
+from streamrec.state.cache import Entry, RecommendationCache, popular_size
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
 from streamrec.state.outcome import BatchOutcome
@@ -118,7 +118,7 @@ class OnlineServing:
         else:  # a redelivered batch: its users as stored now
             self.refresh(sorted({e.user for e in events}))
         if time.monotonic() - self._popular_at > POPULAR_EVERY:
-            self.cache.write_popular(self.cache.popular_from_counts(self.k))
+            self.cache.write_popular(self.cache.popular_from_counts(popular_size(self.k)))
             self._popular_at = time.monotonic()
 
     @property

@@ -133,6 +133,9 @@ class ServedModel(ABC, Generic[M]):
             history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
         ]
         ids, scores, because = self.rank(served, seen)
+        placed = np.any(ids >= 0, axis=1)  # users the model gave nothing read popular items
+        if not placed.all():
+            active, ids, scores, because = (a[placed] for a in (active, ids, scores, because))
         return self.encode(rows, active, ids, scores, because)
 
     def encode(
@@ -215,6 +218,9 @@ class ServedALS(ServedModel[ImplicitALS]):
         assert model is not None
         systems = model.solve_users(served)
         ids, scores = model.recommend(systems.vectors, self.k, seen)
+        # a user whose items all have zero factors (known to the vocabulary, never trained
+        # on) solves to a zero vector: every score 0, no signal; they read the popular list
+        ids[~np.any(systems.vectors != 0, axis=1)] = -1
         return ids, scores, model.because(systems, ids, self.because)
 
 

@@ -16,7 +16,7 @@ from streamrec.serving.online import OnlineServing
 from streamrec.serving.registry import spec
 from streamrec.serving.served import M, ServedModel
 from streamrec.settings import Settings
-from streamrec.state.cache import RecommendationCache
+from streamrec.state.cache import RecommendationCache, popular_size
 from streamrec.state.matrices import HistoryRows, MatrixReader
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
@@ -127,7 +127,7 @@ def _train(
         if progress is not None:
             progress("refresh", min(offset + REFRESH_CHUNK, len(users)), len(users))
     cache = RecommendationCache(connection)
-    cache.write_popular(cache.popular_from_counts(online.k))
+    cache.write_popular(cache.popular_from_counts(popular_size(online.k)))
     report = TrainReport(
         served.name, version, len(users), n_items, interactions, fit_seconds, refreshed,
         time.perf_counter() - start,

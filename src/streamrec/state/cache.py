@@ -8,77 +8,35 @@ Entry schema (also documented in README for apps in any language)::
 
 ``version`` is the model version that produced the list, ``history_version`` the user's
 history version it was computed from. Writes are compare-and-set on those two numbers.
-Users without an entry read the popular-items entry (same schema, ``user`` null).
+Users without an entry read the popular-items entry (same schema, ``user`` null, more items
+than a user's list: a reader drops the items the user already has, see
+:mod:`~streamrec.state.client`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis
 
 from streamrec import keys
-from streamrec.settings import Settings
-from streamrec.state.connection import connect
 from streamrec.state.scripts import script
 
 #: One encoded cache entry: (key, JSON, user).
 Entry = tuple[str, str, str]
+
+
+def popular_size(top_k: int) -> int:
+    """Items in the popular entry: enough that a reader still has ``top_k`` after dropping
+    the items a user already has."""
+    return max(200, 3 * top_k)
+
+
 #: Entries written per script call.
 WRITE_CHUNK = 250
-
-
-@dataclass(frozen=True)
-class RecommendedItem:
-    """One recommendation: item id, score, and the history items that led to it."""
-
-    item: str
-    score: float
-    because: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """A cached list for one user (``user`` None for the popular list)."""
-
-    user: str | None
-    model: str
-    version: int
-    history_version: int
-    items: list[RecommendedItem]
-    computed_at: float = field(default_factory=time.time)
-
-    def to_json(self) -> str:
-        """The stored JSON."""
-        return encode_entry(
-            self.user,
-            self.model,
-            self.version,
-            self.history_version,
-            [i.item for i in self.items],
-            [round(i.score, 6) for i in self.items],
-            [i.because for i in self.items],
-            self.computed_at,
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> CacheEntry:
-        """Parse a stored entry."""
-        data = orjson.loads(raw)
-        return cls(
-            user=data["user"],
-            model=data["model"],
-            version=data["version"],
-            history_version=data["history_version"],
-            items=[
-                RecommendedItem(i["item"], i["score"], i.get("because", [])) for i in data["items"]
-            ],
-            computed_at=data["computed_at"],
-        )
 
 
 def encode_entry(
@@ -119,18 +77,10 @@ class RecommendationCache:
         self.connection = connection
         self._write = script(connection, "write_recommendations")
 
-    def write(self, entries: Sequence[CacheEntry]) -> int:
-        """Store entries that are not older than what is stored; returns how many were."""
-        return self.write_encoded(
-            [
-                (keys.recommendations_key(e.user or "", e.model), e.to_json(), e.user or "")
-                for e in entries
-            ]
-        )
-
     def write_encoded(self, entries: Sequence[Entry], served: Sequence[str] = ()) -> int:
-        """Like :meth:`write`, for (cache key, JSON from :func:`encode_entry`, user) triples,
-        a few hundred per call (each call blocks Redis while it runs).
+        """Store entries that are not older than what is stored, (cache key, JSON from
+        :func:`encode_entry`, user) triples, a few hundred per call (each call blocks Redis
+        while it runs).
 
         Args:
             entries: the entries to write (compare-and-set; a forgotten user's entries
@@ -152,52 +102,16 @@ class RecommendationCache:
                 written += int(self._write(keys=[*(k for k, _, _ in part), *tail], args=args))
         return written
 
-    def read(self, user: str, model: str) -> CacheEntry | None:
-        """The stored entry of ``user`` (None if there is none)."""
-        raw = self.connection.get(keys.recommendations_key(user, model))
-        return None if raw is None else CacheEntry.from_json(raw)
+    def write_popular(self, items: Sequence[tuple[str, float]]) -> None:
+        """Replace the popular-items entry (``items``: (item, distinct users), best first)."""
+        entry = encode_entry(
+            None, "popular", 0, 0, [i for i, _ in items], [s for _, s in items], [[]] * len(items)
+        )
+        self.connection.set(keys.popular_key(), entry)
 
-    def write_popular(self, items: list[RecommendedItem], model: str = "popular") -> None:
-        """Replace the popular-items entry."""
-        entry = CacheEntry(None, model, 0, 0, items)
-        self.connection.set(keys.popular_key(), entry.to_json())
-
-    def popular_from_counts(self, k: int) -> list[RecommendedItem]:
-        """The ``k`` items with the most distinct users."""
+    def popular_from_counts(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` items with the most distinct users: (item, users)."""
         top: list[tuple[bytes, float]] = self.connection.zrevrange(  # type: ignore[assignment]
             keys.popularity_key(), 0, k - 1, withscores=True
         )
-        return [RecommendedItem(item.decode(), float(score)) for item, score in top]
-
-
-class RecommendationClient:
-    """What an app uses: one GET per user (a second only for users without an entry).
-
-    Args:
-        source: settings (the client connects, starting the embedded server if needed) or
-            an existing redis-py client.
-        model: which model's lists to read.
-
-    Example::
-
-        client = RecommendationClient(Settings.from_env())
-        entry = client.get("alice", k=10)   # {"user", "model", "version", ..., "items": [...]}
-    """
-
-    def __init__(self, source: Settings | redis.Redis, model: str = "als") -> None:
-        self.connection = connect(source) if isinstance(source, Settings) else source
-        self.model = model
-
-    def get(self, user: str, k: int | None = None) -> dict[str, Any] | None:
-        """The user's entry as a dict (the popular entry if the user has none; None if
-        neither exists), with at most ``k`` items."""
-        raw = self.connection.get(keys.recommendations_key(user, self.model))
-        if raw is None:
-            raw = self.connection.get(keys.popular_key())
-            if raw is None:
-                return None
-        # orjson: parsing is most of a cached read's cost in Python (the GET is the rest).
-        entry: dict[str, Any] = orjson.loads(raw)
-        if k is not None:
-            entry["items"] = entry["items"][:k]
-        return entry
+        return [(item.decode(), float(score)) for item, score in top]

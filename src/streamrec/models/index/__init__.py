@@ -2,8 +2,9 @@
 
 Every index answers ``search(queries, k, exclude)`` with ``(ids, scores)`` of shape
 ``(n_queries, k)``: ids are int64 item ids (``-1`` pads a row with fewer than ``k``
-candidates), scores float32 inner products (``-inf`` on padding). ``ExactIndex`` is the
-oracle the approximate (ScaNN) index is tested against.
+candidates), scores float32 inner products (``-inf`` on padding). ``ExactIndex`` ranks
+every item; it is the only index today, and the oracle any approximate index will be
+tested against.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ItemIndex(Protocol):
         ...
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add or replace item vectors (new items are folded in between rebuilds)."""
+        """Add or replace item vectors (items folded in after training)."""
         ...
 
 

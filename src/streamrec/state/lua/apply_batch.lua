@@ -17,7 +17,7 @@
 --       argument decoded by Redis's C decoder instead of five arguments per event makes the
 --       round trip several times cheaper.
 -- Numbers reach Redis commands as strings, and sorted-set scores as integers: a Lua float
--- argument, or a score with a fraction, costs Redis 6.2 about 15 µs to parse, several times
+-- argument, or a score with a fraction, costs Redis 6.2 far more to parse than
 -- the command itself.
 -- A rating's stamp orders ratings, so that the newest wins whatever the arrival order.
 -- Sums saturate at the cap (Redis adds in long double, past the float64 range otherwise).
