@@ -46,8 +46,9 @@ class AppContext:
     lines and warnings to ``err`` (stderr), so that a command's output can be piped."""
 
     settings: Settings
-    console: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    # Soft wrap: a line piped to a file or a script stays one line (the terminal wraps it).
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
     _connection: redis.Redis | None = None
 
     @property

@@ -23,6 +23,7 @@ from streamrec.serving.registry import REGISTRY, ModelSpec
 from streamrec.serving.served import ServedALS
 from streamrec.serving.training import TrainReport, train_model
 from streamrec.state.client import RecommendationClient
+from streamrec.state.erasure import pending_events
 from streamrec.state.matrices import MatrixReader
 from streamrec.state.queues import RETRAIN_MODEL, queue
 from streamrec.state.vocab import ItemCatalog, Vocabulary
@@ -106,10 +107,12 @@ def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> 
     if found is None:
         raise NotFoundError(f"no list for {user!r} and no popular list yet: train a model first")
     now = int(app.connection.get(keys.user_version_key(user)) or 0)
+    waiting = pending_events(app.connection, user)
     fresh = {
         "age_seconds": round(time.time() - found.computed_at, 3),
         "history_version_now": now,
-        "up_to_date": found.personal and found.history_version >= now,
+        "events_waiting": waiting,
+        "up_to_date": found.personal and found.history_version >= now and waiting == 0,
     }
     if as_json:
         click.echo(json.dumps({**asdict(found), "freshness": fresh}, indent=2))
@@ -127,6 +130,11 @@ def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> 
         app.console.print(
             f"computed {fresh['age_seconds']:.2f} s ago from history version "
             f"{found.history_version} (now {now}{', up to date' if fresh['up_to_date'] else ''})"
+        )
+    if waiting != 0:
+        app.console.print(
+            "events of the user wait in the queue, not applied yet: "
+            + ("more jobs wait than were counted" if waiting is None else f"{waiting}")
         )
 
 

@@ -150,9 +150,22 @@ def _scrub_job(connection: redis.Redis, job_id: str, user: str) -> int:
     return 0
 
 
-def _without_user(raw: Any, user: str) -> tuple[bytes, int] | None:
-    """RQ job data without the events of ``user`` (None if it holds none or is not an
-    ``apply_events`` payload)."""
+def pending_events(connection: redis.Redis, user: str, max_jobs: int = 2000) -> int | None:
+    """How many events of ``user`` wait in RQ jobs of the events queue (queued, taken,
+    started, failed or scheduled); None when more than ``max_jobs`` jobs are held, where
+    counting would cost too much."""
+    count = 0
+    for n, job_id in enumerate(_job_ids(connection)):
+        if n == max_jobs:
+            return None
+        found = _apply_payload(connection.hget(Job.key_for(job_id), "data"))
+        if found is not None:
+            count += sum(1 for event in found[2][1] if _names(event, user))
+    return count
+
+
+def _apply_payload(raw: Any) -> list[Any] | None:
+    """The decoded RQ job data of an ``apply_events`` job (None for anything else)."""
     if not isinstance(raw, bytes):
         return None
     try:
@@ -167,11 +180,21 @@ def _without_user(raw: Any, user: str) -> tuple[bytes, int] | None:
     args = payload[2]
     if not (isinstance(args, list) and len(args) == 2 and isinstance(args[1], list)):
         return None
-    kept = [event for event in args[1] if not _names(event, user)]
-    removed = len(args[1]) - len(kept)
+    return payload
+
+
+def _without_user(raw: Any, user: str) -> tuple[bytes, int] | None:
+    """RQ job data without the events of ``user`` (None if it holds none or is not an
+    ``apply_events`` payload)."""
+    payload = _apply_payload(raw)
+    if payload is None:
+        return None
+    batch_id, events = payload[2]
+    kept = [event for event in events if not _names(event, user)]
+    removed = len(events) - len(kept)
     if not removed:
         return None
-    payload[2] = [args[0], kept]
+    payload[2] = [batch_id, kept]
     return json.dumps(payload).encode(), removed
 
 
