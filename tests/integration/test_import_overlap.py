@@ -197,9 +197,7 @@ def test_cli_prints_the_overlap_and_warns_on_a_partial_one(
     assert ItemCatalog(redis_conn).names(["hetrec:20"]) == {"hetrec:20": "Artist 20"}
 
 
-def test_cli_warns_when_the_names_file_is_missing(
-    redis_conn: redis.Redis, movielens: Path
-) -> None:
+def test_cli_warns_when_the_names_file_is_missing(redis_conn: redis.Redis, movielens: Path) -> None:
     (movielens / "u.item").unlink()
     result = CliRunner().invoke(
         cli, ["import", str(movielens), "--format", "movielens-100k"], catch_exceptions=False

@@ -162,9 +162,7 @@ def test_concurrent_workers_leave_the_list_of_the_final_history(
     for user in users:
         entry = RecommendationClient(connection=redis_conn).get(user, 20)
         assert entry is not None and entry.personal and entry.user == user
-        assert (
-            entry.history_version == int(redis_conn.get(keys.user_version_key(user)) or 0) == 80
-        )
+        assert entry.history_version == int(redis_conn.get(keys.user_version_key(user)) or 0) == 80
         history = set(redis_conn.hkeys(keys.user_history_key(user)))
         assert not {i.item.encode() for i in entry.items} & history
 
