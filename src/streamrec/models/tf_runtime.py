@@ -8,12 +8,12 @@ never import this module's TensorFlow (the ``tf`` extra may not even be installe
 from __future__ import annotations
 
 import os
-from types import ModuleType
+from typing import Any
 
 from streamrec.errors import ConfigError
 
 
-def tensorflow() -> ModuleType:
+def tensorflow() -> Any:
     """``tensorflow``, with tf-keras as ``tf.keras`` (TFRS needs Keras 2).
 
     Raises:
@@ -31,7 +31,7 @@ def tensorflow() -> ModuleType:
     return tf
 
 
-def recommenders() -> ModuleType:
+def recommenders() -> Any:
     """``tensorflow_recommenders`` (importing TensorFlow first, see :func:`tensorflow`).
 
     Raises:
