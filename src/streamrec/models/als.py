@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from streamrec.models.index.exact import ExactIndex
-from streamrec.models.padded import UserSystems, padded_groups
+from streamrec.models.padded import UserSystems, padded_groups, strongest
 
 logger = logging.getLogger(__name__)
 
@@ -255,16 +255,7 @@ class ImplicitALS:
                 np.matmul(y[group.items], z[group.rows]) * (group.confidence * alpha)[..., None]
             )
             contrib[~group.mask] = -np.inf
-            g, length, k = contrib.shape
-            for rank in range(min(n, length)):  # n is small: repeated argmax beats a sort
-                best = contrib.argmax(axis=1)  # (g, k)
-                # a user with fewer history items than ``rank`` has only -inf left: its
-                # argmax points at a slot already taken, which must not be named again
-                found = np.isfinite(np.take_along_axis(contrib, best[:, None, :], axis=1)[:, 0])
-                out[group.rows, :, rank] = np.where(
-                    found, np.take_along_axis(group.items, best, axis=1), -1
-                )
-                contrib[np.arange(g)[:, None], best, np.arange(k)[None, :]] = -np.inf
+            out[group.rows] = strongest(contrib, group.items, n)
         out[items < 0] = -1
         return out
 

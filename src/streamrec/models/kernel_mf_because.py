@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from streamrec.models.padded import strongest
+
 if TYPE_CHECKING:
     from streamrec.models.kernel_mf import KernelMF
 
@@ -37,11 +39,7 @@ def liked_and_alike(model: KernelMF, ratings: sp.csr_matrix, ids: np.ndarray, n:
     affinity = np.matmul(unit[rated], unit[np.maximum(ids, 0)].transpose(0, 2, 1))
     affinity = affinity * lift[..., None]
     affinity[~((lift > 0) & mask)] = -np.inf
-    users, k = np.arange(len(ids))[:, None], np.arange(ids.shape[1])[None, :]
-    for rank in range(min(n, width)):
-        best = affinity.argmax(axis=1)  # (users, k)
-        found = np.isfinite(affinity[users, best, k]) & (affinity[users, best, k] > 0)
-        out[:, :, rank] = np.where(found, np.take_along_axis(rated, best, axis=1), -1)
-        affinity[users, best, k] = -np.inf
+    affinity[affinity <= 0] = -np.inf  # an item unlike the recommended one explains nothing
+    out = strongest(affinity, rated, n)
     out[ids < 0] = -1
     return out
