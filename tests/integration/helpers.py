@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from typing import Any
 
 import redis
@@ -21,6 +24,29 @@ from streamrec.worker.runner import run_worker
 #: A small ALS model of planted tastes (the ``trained`` fixture in conftest.py).
 ALS_PARAMS = ALSParams(factors=16, iterations=10, regularization=1.0, alpha=20.0)
 ALS_CONFIG = SyntheticConfig(n_users=150, n_items=120, n_groups=4, events_per_user=15, in_group=0.9)
+
+
+#: A worker in a fresh interpreter: drains the events queue, then prints which of TensorFlow,
+#: TFRS and tf-keras it ever imported (workers must import none).
+TF_FREE_WORKER = """
+import sys
+from streamrec.settings import Settings
+from streamrec.state.connection import connect
+from streamrec.worker.runner import run_worker
+settings = Settings.from_env()
+run_worker(connect(settings), settings, ["events"], burst=True)
+print(sorted(m for m in ("tensorflow", "tensorflow_recommenders", "tf_keras") if m in sys.modules))
+"""
+
+
+def drain_in_a_fresh_worker(env: dict[str, str]) -> list[str]:
+    """Drain the events queue with :data:`TF_FREE_WORKER`; the heavy modules it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", TF_FREE_WORKER], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
 
 
 def drain(conn: redis.Redis, settings: Settings, queue_name: str = keys.EVENTS_QUEUE) -> None:

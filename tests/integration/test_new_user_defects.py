@@ -182,7 +182,9 @@ def test_without_a_model_the_popular_list_leaves_out_the_users_own_items(
     ]
     send(settings, redis_conn, events)
     drain(redis_conn, settings)
-    assert ModelRegistry(redis_conn, settings).active_versions(list(REGISTRY)) == [None, None]
+    assert ModelRegistry(redis_conn, settings).active_versions(list(REGISTRY)) == [None] * len(
+        REGISTRY
+    )
     assert popular_entry(redis_conn) == [
         ("pop-a", 7), ("pop-b", 6), ("pop-c", 5), ("pop-d", 4), ("pop-e", 3), ("pop-f", 2),
         ("pop-g", 1),

@@ -1,7 +1,8 @@
 """The ``evaluate`` command: offline metrics of a model on a dataset file (no Redis).
 
 ALS is scored by ranking metrics (``--metric ranking``) on every interaction; KernelMF by
-rating error (``--metric rmse``) on the file's ratings only.
+rating error (``--metric rmse``) on the file's ratings only; the two-tower model by TFRS's
+top-k accuracy beside the ranking metrics (``--metric topk-accuracy``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ _RATIO_LABELS = {
     "random": "NDCG ratio streamrec / implicit (defaults)",
     "new-users": "NDCG ratio fold-in / retrain",
 }
+_TOPK_LABELS = {
+    "random": "NDCG ratio two-tower / popularity",
+    "new-users": "NDCG ratio fold-in / trained with them",
+}
 _RMSE_LABELS = {
-    "random": "RMSE ratio kmf / global mean",
-    "new-users": "RMSE ratio update_users / trained with them (target ≤ 1.02)",
+    "random": "RMSE ratio {model} / global mean",
+    "new-users": "RMSE ratio update_users / trained with them",
 }
 
 
@@ -39,8 +44,8 @@ _RMSE_LABELS = {
     "--metric",
     type=click.Choice(_METRICS),
     default=None,
-    help="ranking (P/R/NDCG/MAP@k, coverage: als) or rmse (rating error: kmf); "
-    "default: the model's.",
+    help="ranking (P/R/NDCG/MAP@k, coverage: als), rmse (rating error: kmf) or "
+    "topk-accuracy (TFRS FactorizedTopK beside P/NDCG@k: two-tower); default: the model's.",
 )
 @click.option(
     "--data",
@@ -135,16 +140,26 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
     )
     p = result["params"]
     head = f"{result['protocol']} protocol, seed {result['seed']}"
+    k = result.get("k")
     if result["metric"] == "rmse":
+        kernel = f"{p['kernel']} kernel, " if "kernel" in p else ""
         title = (
-            f"{head}: {p['kernel']} kernel, {p['factors']} factors, {p['epochs']} epochs, "
+            f"{head}: {kernel}{p['factors']} factors, {p['epochs']} epochs, "
             f"lr {p['lr']:g}, reg {p['reg']:g}"
         )
         columns = ["RMSE", "MAE", "ratings", "fit s"]
         figures: tuple[str, ...] = ("rmse", "mae")
         counted, ratio, label = "ratings", result["rmse_ratio"], _RMSE_LABELS
+    elif result["metric"] == "topk-accuracy":
+        title = f"{head}: " + ", ".join(
+            f"{name.replace('_', ' ')} {value}" for name, value in p.items() if name != "seed"
+        )
+        tops = [name for name in result[result["rows"][0]] if name.startswith("top_")]
+        columns = [f"top-{name[4:]}" for name in tops]
+        columns += [f"{name}@{k}" for name in ("P", "NDCG")] + ["users", "fit s"]
+        figures = (*tops, "precision", "ndcg")
+        counted, ratio, label = "users", result["ndcg_ratio"], _TOPK_LABELS
     else:
-        k = result["k"]
         title = (
             f"{head}: factors {p['factors']}, λ {p['regularization']:g}, α {p['alpha']:g}, "
             f"{p['iterations']} iterations, {p['confidence']} confidence"
@@ -167,4 +182,6 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
         )
     app.console.print(table)
     shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
-    app.console.print(f"{label[result['protocol']]}: {shown}")
+    app.console.print(f"{label[result['protocol']].format(model=result['model'])}: {shown}")
+    if "top_100_ratio" in result and result["top_100_ratio"] is not None:
+        app.console.print(f"top-100 accuracy ratio: {result['top_100_ratio']:.3f}")

@@ -18,9 +18,7 @@ from streamrec.cli.context import AppContext, pass_app
 from streamrec.cli.ingest import progress_bar
 from streamrec.cli.options import params_of
 from streamrec.errors import NotFoundError
-from streamrec.models.als import ImplicitALS
 from streamrec.serving.registry import REGISTRY, ModelSpec
-from streamrec.serving.served import ServedALS
 from streamrec.serving.training import TrainReport, train_model
 from streamrec.state.client import RecommendationClient
 from streamrec.state.erasure import pending_events
@@ -138,16 +136,24 @@ def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> 
         )
 
 
+#: Models whose item vectors give ``similar`` and whose scores ``explain`` decomposes.
+_VECTOR_MODELS = [name for name, model in REGISTRY.items() if model.explains]
+_MODEL_OPTION = click.option(
+    "--model", type=click.Choice(_VECTOR_MODELS), default="als", show_default=True
+)
+
+
 @click.command()
 @click.argument("item")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Items.")
+@_MODEL_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def similar(app: AppContext, item: str, k: int, as_json: bool) -> None:
-    """Items whose ALS factors are closest to ITEM's (cosine)."""
-    model = _model(app)
-    dense = _item_id(app, item, model)
-    ids, scores = model.similar_items(np.array([dense]), k)
+def similar(app: AppContext, item: str, k: int, model: str, as_json: bool) -> None:
+    """Items whose vectors are closest to ITEM's (cosine) in MODEL."""
+    served = _model(app, model)
+    dense = _item_id(app, item, served)
+    ids, scores = served.similar_items(np.array([dense]), k)
     items = _externals(app, ids[0])
     rows = [{"item": i, "score": float(s)} for i, s in zip(items, scores[0], strict=False) if i]
     _print_items(app, rows, f"similar to {item}", as_json)
@@ -159,29 +165,30 @@ def similar(app: AppContext, item: str, k: int, as_json: bool) -> None:
 @click.option(
     "-n", type=click.IntRange(min=1), default=5, show_default=True, help="History items to show."
 )
+@_MODEL_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def explain(app: AppContext, user: str, item: str, n: int, as_json: bool) -> None:
-    """Which of USER's history items make ITEM score high for them."""
-    model = _model(app)
-    dense = _item_id(app, item, model)
-    rows = MatrixReader(app.connection).rows([user], n_items=model.n_items)
+def explain(app: AppContext, user: str, item: str, n: int, model: str, as_json: bool) -> None:
+    """Which of USER's history items make ITEM score high for them in MODEL."""
+    served = _model(app, model)
+    dense = _item_id(app, item, served)
+    rows = MatrixReader(app.connection).rows([user], n_items=served.n_items)
     if rows.matrix.nnz == 0:
         raise NotFoundError(f"user {user!r} has no history the model knows")
-    reasons = model.explain(rows.matrix, dense, n)
+    reasons = served.explain(rows.matrix, dense, n)
     items = _externals(app, np.array([i for i, _ in reasons]))
     out = [{"item": i, "contribution": s} for i, (_, s) in zip(items, reasons, strict=True)]
     _print_items(app, out, f"why {item} for {user}", as_json)
 
 
-def _model(app: AppContext) -> ImplicitALS:
-    model = ServedALS(app.connection, app.settings).current()
+def _model(app: AppContext, name: str) -> Any:
+    model = REGISTRY[name].served(app.connection, app.settings).current()
     if model is None:
-        raise NotFoundError("no als model has been trained yet: run `streamrec train als`")
+        raise NotFoundError(f"no {name} model has been trained yet: run `streamrec train {name}`")
     return model
 
 
-def _item_id(app: AppContext, item: str, model: ImplicitALS) -> int:
+def _item_id(app: AppContext, item: str, model: Any) -> int:
     dense = Vocabulary(app.connection, "items").id_of(item)
     if dense is None or dense >= model.n_items:
         raise NotFoundError(f"item {item!r} is not known to the model")

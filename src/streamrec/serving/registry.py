@@ -16,14 +16,29 @@ import redis
 from streamrec.errors import ConfigError, NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
 from streamrec.models.experiments import evaluate_new_users, evaluate_random
+from streamrec.models.gmf_experiments import evaluate_gmf_new_users, evaluate_gmf_random
+from streamrec.models.gmf_params import GMFParams
 from streamrec.models.kernel_mf_params import KERNELS, KernelMFParams
 from streamrec.models.rating_experiments import evaluate_kmf_new_users, evaluate_kmf_random
-from streamrec.serving.served import ServedALS, ServedKernelMF, ServedModel
+from streamrec.models.retrieval_experiments import (
+    evaluate_two_tower_new_users,
+    evaluate_two_tower_random,
+)
+from streamrec.models.two_tower import TwoTowerParams
+from streamrec.serving.served import (
+    ServedALS,
+    ServedGMF,
+    ServedKernelMF,
+    ServedModel,
+    ServedTwoTower,
+)
 from streamrec.settings import Settings
 from streamrec.state.matrices import HistoryRows
 
 if TYPE_CHECKING:
+    from streamrec.models.gmf import GMF
     from streamrec.models.kernel_mf import KernelMF
+    from streamrec.models.two_tower import TwoTower
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,8 @@ class ModelSpec:
         metric: how ``evaluate`` scores it: ``ranking`` or ``rmse``.
         protocols: ``evaluate``'s protocols (``random``, ``new-users``).
         ratings_only: it learns from ratings only (its evaluation reads the rating rows).
+        explains: its model offers ``similar_items`` and ``explain`` (the CLI's ``similar``
+            and ``explain`` commands).
     """
 
     name: str
@@ -76,6 +93,7 @@ class ModelSpec:
     metric: str
     protocols: Mapping[str, Protocol]
     ratings_only: bool = False
+    explains: bool = True
 
     def make_params(self, settings: Settings, values: Mapping[str, Any] | None = None) -> Any:
         """The params from option values (missing or None values keep the defaults; a
@@ -109,6 +127,24 @@ def _fit_kmf(params: KernelMFParams, rows: HistoryRows) -> tuple[KernelMF, int]:
             "no ratings are stored: kmf learns from 'rating' events (import or push some)"
         )
     return KernelMF(params).fit(rows.ratings), int(rows.ratings.nnz)
+
+
+def _fit_gmf(params: GMFParams, rows: HistoryRows) -> tuple[GMF, int]:
+    from streamrec.models.gmf_train import fit_gmf  # TensorFlow: only here
+
+    if rows.ratings.nnz == 0:
+        raise NotFoundError(
+            "no ratings are stored: gmf learns from 'rating' events (import or push some)"
+        )
+    return fit_gmf(rows.ratings, params), int(rows.ratings.nnz)
+
+
+def _fit_two_tower(params: TwoTowerParams, rows: HistoryRows) -> tuple[TwoTower, int]:
+    from streamrec.models.two_tower_train import fit_two_tower  # TensorFlow: only here
+
+    if rows.matrix.nnz == 0:
+        raise NotFoundError("no interactions are stored: import or push some events first")
+    return fit_two_tower(rows.matrix, params), int(rows.matrix.nnz)
 
 
 _FACTORS = Option("factors", "Latent dimensions.", int, low=1)
@@ -150,6 +186,42 @@ REGISTRY: dict[str, ModelSpec] = {
         metric="rmse",
         protocols={"random": evaluate_kmf_random, "new-users": evaluate_kmf_new_users},
         ratings_only=True,
+        explains=False,
+    ),
+    "two-tower": ModelSpec(
+        name="two-tower",
+        summary="TFRS two-tower retrieval: a history-pooling user tower, served in numpy",
+        params=TwoTowerParams,
+        options=(
+            Option("dim", "Embedding dimensions of both towers.", int, low=1),
+            Option("epochs", "Passes over the training pairs.", int, low=1),
+            Option("batch_size", "Pairs per step (in-batch negatives).", int, low=1),
+            Option("lr", "Adagrad learning rate.", float, low_open=True),
+            Option("temperature", "Softmax temperature.", float, low_open=True),
+            Option("pooling", "Weight of a history item when pooled.", ("binary", "log")),
+        ),
+        served=ServedTwoTower,
+        fit=_fit_two_tower,
+        metric="topk-accuracy",
+        protocols={"random": evaluate_two_tower_random, "new-users": evaluate_two_tower_new_users},
+    ),
+    "gmf": ModelSpec(
+        name="gmf",
+        summary="GMF: generalized matrix factorisation of ratings (TFRS Ranking task)",
+        params=GMFParams,
+        options=(
+            _FACTORS,
+            Option("epochs", "Passes over the ratings.", int, low=1),
+            Option("batch_size", "Ratings per step.", int, low=1),
+            Option("lr", "Adam learning rate.", float, low_open=True),
+            Option("reg", "L2 weight of the embeddings, per rating.", float),
+        ),
+        served=ServedGMF,
+        fit=_fit_gmf,
+        metric="rmse",
+        protocols={"random": evaluate_gmf_random, "new-users": evaluate_gmf_new_users},
+        ratings_only=True,
+        explains=False,
     ),
 }
 

@@ -29,7 +29,9 @@ from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
 
 if TYPE_CHECKING:
+    from streamrec.models.gmf import GMF
     from streamrec.models.kernel_mf import KernelMF
+    from streamrec.models.two_tower import TwoTower
 
 logger = logging.getLogger(__name__)
 
@@ -224,18 +226,12 @@ class ServedALS(ServedModel[ImplicitALS]):
         return ids, scores, model.because(systems, ids, self.because)
 
 
-class ServedKernelMF(ServedModel["KernelMF"]):
-    """KernelMF over ratings; scores are predicted ratings, and ``because`` names the user's
-    ratings above the global mean whose items' factors are closest (cosine) to the item."""
+class ServedRatingModel(ServedModel[M]):
+    """A rating model (KernelMF, GMF) over ratings only: users are folded in against the
+    frozen items, scores are predicted ratings, and ``because`` names the user's ratings
+    above the global mean whose items are closest (cosine) to the item."""
 
-    name = "kmf"
     ratings_only = True
-
-    def load(self, folder: Path) -> KernelMF:
-        """Read a published version."""
-        from streamrec.models.kernel_mf import KernelMF
-
-        return KernelMF.load(folder)
 
     def source(self, rows: HistoryRows) -> sp.csr_matrix:
         """The ratings only."""
@@ -244,7 +240,58 @@ class ServedKernelMF(ServedModel["KernelMF"]):
     def rank(
         self, served: sp.csr_matrix, seen: list[np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """SGD fold-in against the frozen items, top-k by predicted rating."""
+        """Fold-in against the frozen items, top-k by predicted rating."""
+        model: Any = self.model
+        assert model is not None
+        ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
+        return ids, scores, model.because(served, ids, self.because)
+
+
+class ServedKernelMF(ServedRatingModel["KernelMF"]):
+    """KernelMF, folded in by SGD."""
+
+    name = "kmf"
+
+    def load(self, folder: Path) -> KernelMF:
+        """Read a published version."""
+        from streamrec.models.kernel_mf import KernelMF
+
+        return KernelMF.load(folder)
+
+
+class ServedGMF(ServedRatingModel["GMF"]):
+    """GMF (trained with TensorFlow), folded in by an exact ridge solve in numpy."""
+
+    name = "gmf"
+
+    def load(self, folder: Path) -> GMF:
+        """Read a published version (numpy; TensorFlow is never imported)."""
+        from streamrec.models.gmf import GMF
+
+        return GMF.load(folder)
+
+
+class ServedTwoTower(ServedModel["TwoTower"]):
+    """The two-tower retrieval model over every interaction, in numpy: a user's query is
+    their pooled history through the user tower, so a new user is served at their first
+    event; ``because`` names the history items with the largest share of the score."""
+
+    name = "two-tower"
+
+    def load(self, folder: Path) -> TwoTower:
+        """Read a published version (the numpy export; TensorFlow is never imported)."""
+        from streamrec.models.two_tower import TwoTower
+
+        return TwoTower.load(folder)
+
+    def source(self, rows: HistoryRows) -> sp.csr_matrix:
+        """Every interaction (additive weights plus ratings)."""
+        return rows.matrix
+
+    def rank(
+        self, served: sp.csr_matrix, seen: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Queries from the user tower, top-k by inner product, ``because`` from the shares."""
         model = self.model
         assert model is not None
         ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
@@ -254,8 +301,9 @@ class ServedKernelMF(ServedModel["KernelMF"]):
 def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:
     """Give items first seen after training a vector, from the users in ``matrix``.
 
-    ``model`` is an :class:`ImplicitALS` or a ``KernelMF``: both fold users in from rows of
-    ``matrix`` and new items in from those users (``fold_in_items``, ``add_items``).
+    ``model`` is an :class:`ImplicitALS`, a ``KernelMF`` or a ``TwoTower``: each folds users
+    in from rows of ``matrix`` and new items in from those users (``fold_in_items``,
+    ``add_items``).
     """
     if matrix.shape[1] <= model.n_items:
         return

@@ -1,0 +1,241 @@
+"""The two-tower retrieval model in its served form: numpy only, no TensorFlow.
+
+Item tower: a vector per item. User tower: the user's history pooled, then one dense layer::
+
+    pooled_u = Σ_h w_uh x_h / Σ_h w_uh        (x: history embeddings, w: pooling weights)
+    q_u      = pooled_u W + b                 (the query)
+    score_ui = q_u · e_i                      (e: item vectors)
+
+The tower is linear in the history, so a brand-new user's query is computed from their
+plays exactly as for a trained user (no retraining, no TensorFlow), and a score splits
+exactly into the share of each history item: ``w_uh / Σw · (x_h W) · e_i`` plus the bias
+term ``b · e_i``; :meth:`TwoTower.because` names the largest shares. The trainer
+(:mod:`streamrec.models.two_tower_train`, TensorFlow Recommenders) learns ``x``, ``W``,
+``b`` and ``e``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from streamrec.errors import ConfigError
+from streamrec.models.index.exact import ExactIndex
+from streamrec.models.padded import padded_groups, strongest
+from streamrec.models.sparse import with_width
+
+Pooling = Literal["binary", "log"]
+Optimizer = Literal["adam", "adagrad"]
+
+
+@dataclass(frozen=True)
+class TwoTowerParams:
+    """Hyper-parameters of the two-tower model (defaults: ML-100K, see the README).
+
+    Attributes:
+        dim: embedding dimensions of both towers.
+        epochs: passes over the training pairs.
+        batch_size: pairs per step (the other pairs of a batch are the negatives).
+        lr: learning rate.
+        optimizer: ``adam`` or ``adagrad`` (the TFRS tutorials' choice).
+        temperature: softmax temperature of the retrieval loss.
+        logq: correct the in-batch softmax for item popularity (logQ correction).
+        pooling: weight of a history item in the pooled history: ``binary`` (1) or ``log``
+            (``log1p`` of its raw weight).
+        seed: seed of initialisation and shuffling.
+    """
+
+    dim: int = 64
+    epochs: int = 5
+    batch_size: int = 1024
+    lr: float = 0.003
+    optimizer: Optimizer = "adam"
+    temperature: float = 0.1
+    logq: bool = True
+    pooling: Pooling = "log"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)!r})")
+        for name in ("lr", "temperature"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)!r})")
+        if self.optimizer not in ("adam", "adagrad"):
+            raise ConfigError(f"optimizer must be 'adam' or 'adagrad' (got {self.optimizer!r})")
+        if self.pooling not in ("binary", "log"):
+            raise ConfigError(f"pooling must be 'binary' or 'log' (got {self.pooling!r})")
+
+
+def pooling_weights(rows: sp.csr_matrix, pooling: Pooling) -> sp.csr_matrix:
+    """Rows of raw weights as pooling weights (``binary``: 1 each; ``log``: ``log1p``)."""
+    out = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+    out.data = np.ones_like(out.data) if pooling == "binary" else np.log1p(np.abs(out.data))
+    return out
+
+
+class TwoTower:
+    """A trained two-tower model, served in numpy.
+
+    Args:
+        params: the hyper-parameters it was trained with.
+        history: history embeddings ``x``, ``(n_items, dim)``.
+        projection: ``W``, ``(dim, dim)``.
+        bias: ``b``, ``(dim,)``.
+        items: item vectors ``e``, ``(n_items, dim)``.
+        trained_items: items the towers learned (later ones were folded in).
+    """
+
+    name = "two-tower"
+
+    def __init__(
+        self,
+        params: TwoTowerParams,
+        history: np.ndarray,
+        projection: np.ndarray,
+        bias: np.ndarray,
+        items: np.ndarray,
+        trained_items: int | None = None,
+    ) -> None:
+        self.params = params
+        self.history = np.ascontiguousarray(history, dtype=np.float32)
+        self.projection = np.ascontiguousarray(projection, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.index = ExactIndex(items)
+        self.trained_items = len(items) if trained_items is None else trained_items
+        # x_h W for every item: a history item's contribution to the query, precomputed
+        self._projected = self.history @ self.projection
+
+    @property
+    def n_items(self) -> int:
+        """Items the model knows (trained and folded in)."""
+        return self.index.n_items
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """The item tower's vectors ``e``."""
+        return self.index.vectors
+
+    def weights(self, rows: sp.csr_matrix) -> sp.csr_matrix:
+        """Pooling weights of ``rows`` (raw weights, any width), normalised to sum 1 per user
+        over the items the user tower knows; a row without such items is all zero."""
+        w = pooling_weights(with_width(sp.csr_matrix(rows), self.n_items), self.params.pooling)
+        w.data[w.indices >= self.trained_items] = 0
+        w.eliminate_zeros()
+        totals = np.asarray(w.sum(axis=1)).ravel()
+        scale = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
+        return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ w)
+
+    def fold_in_users(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Query vectors of users from their histories (raw weights), ``(n, dim)``; a user
+        with no item the user tower knows gets a zero vector."""
+        w = self.weights(rows)
+        queries = np.asarray(w @ self._projected, dtype=np.float32) + self.bias
+        queries[np.diff(w.indptr) == 0] = 0
+        return queries
+
+    def recommend(
+        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per query (see :meth:`ExactIndex.search`); zero queries get none."""
+        ids, scores = self.index.search(queries, k, exclude)
+        ids[~np.any(np.atleast_2d(queries) != 0, axis=1)] = -1
+        return ids, scores
+
+    def because(self, rows: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
+        """Per user and recommended item, the ``n`` history items with the largest share of
+        the item's score, ``(users, k, n)``, ``-1`` padding."""
+        w = self.weights(rows)
+        out = np.full((*ids.shape, n), -1, dtype=np.int64)
+        if n == 0 or w.nnz == 0:
+            return out
+        e = self.item_vectors[np.maximum(ids, 0)]  # (users, k, dim)
+        for group in padded_groups(w):
+            # share[g, j, i] = w_j (x_j W) · e_i: history slot j's part of item i's score
+            share = np.matmul(self._projected[group.items], e[group.rows].transpose(0, 2, 1))
+            share *= group.confidence[..., None]
+            share[~group.mask] = -np.inf
+            out[group.rows] = strongest(share, group.items, n)
+        out[ids < 0] = -1
+        return out
+
+    def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
+        """The ``n`` history items with the largest share of ``item``'s score for the user
+        whose full history (a ``(1, n_items)`` CSR of raw weights) is ``history``; the shares
+        and the bias term ``b · e_item`` sum to the score."""
+        w = self.weights(history)
+        hist = w.indices.astype(np.int64)
+        shares = w.data * (self._projected[hist] @ self.item_vectors[item])
+        order = np.argsort(-shares, kind="stable")[:n]
+        return [(int(hist[j]), float(shares[j])) for j in order]
+
+    def similar_items(self, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items by cosine similarity of item vectors, the query item excluded."""
+        e = self.item_vectors
+        norms = np.linalg.norm(e, axis=1, keepdims=True)
+        unit = np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
+        ids = np.atleast_1d(np.asarray(item_ids, dtype=np.int64))
+        return ExactIndex(unit).search(unit[ids], k, [np.array([i]) for i in ids])
+
+    def fold_in_items(self, item_users: sp.csr_matrix, user_vectors: np.ndarray) -> np.ndarray:
+        """Vectors for items first seen after training: the mean query of the users who
+        have them, scaled to the trained items' mean norm (so they rank among those items
+        for users like their fans)."""
+        fans = sp.csr_matrix(item_users, dtype=np.float32)
+        fans.data = np.ones_like(fans.data)
+        counts = np.asarray(fans.sum(axis=1)).ravel()
+        mean = np.asarray(fans @ user_vectors) / np.maximum(counts, 1)[:, None]
+        norms = np.linalg.norm(mean, axis=1, keepdims=True)
+        trained = self.item_vectors[: self.trained_items]
+        target = float(np.linalg.norm(trained, axis=1).mean()) if len(trained) else 1.0
+        out = np.zeros(mean.shape, dtype=np.float32)
+        np.divide(mean * target, norms, out=out, where=norms > 0, casting="unsafe")
+        return out
+
+    def add_items(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Give items ``ids`` (at or beyond the known ones) the item vectors ``vectors``;
+        their history embeddings stay zero until the next training."""
+        ids = np.asarray(ids, dtype=np.int64)
+        size = max(self.n_items, int(ids.max(initial=-1)) + 1)
+        items = np.zeros((size, self.item_vectors.shape[1]), dtype=np.float32)
+        items[: self.n_items] = self.item_vectors
+        items[ids] = vectors
+        grown = np.zeros((size, self.history.shape[1]), dtype=np.float32)
+        grown[: len(self.history)] = self.history
+        self.history = grown
+        self._projected = self.history @ self.projection
+        self.index = ExactIndex(items)
+
+    def save(self, path: Path) -> None:
+        """Write ``model.npz`` (the towers) and ``params.json`` into the folder ``path``."""
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path / "model.npz",
+            history=self.history,
+            projection=self.projection,
+            bias=self.bias,
+            items=self.item_vectors,
+            trained_items=np.int64(self.trained_items),
+        )
+        (path / "params.json").write_text(json.dumps(asdict(self.params)))
+
+    @classmethod
+    def load(cls, path: Path) -> TwoTower:
+        """Read a model written by :meth:`save` (no pickle)."""
+        params = TwoTowerParams(**json.loads((path / "params.json").read_text()))
+        with np.load(path / "model.npz", allow_pickle=False) as a:
+            return cls(
+                params,
+                a["history"],
+                a["projection"],
+                a["bias"],
+                a["items"],
+                int(a["trained_items"]),
+            )
