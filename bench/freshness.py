@@ -1,18 +1,19 @@
 """Freshness: how soon a pushed event shows in the user's cached list, under load.
 
     python bench/freshness.py [--rate 2000] [--seconds 20] [--warmup 3] [--workers 1]
-                              [--data …/ml-100k]
+                              [--data …/ml-100k] [--models als[,two-tower,...]]
 
-1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and ALS
-   trained, on the embedded Redis under a temporary home.
+1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and
+   the ``--models`` trained (this process is the trainer; the workers import no
+   TensorFlow), on the embedded Redis under a temporary home.
 2. One worker process (it loads the model before its first job); the producer sends a
    sustained ``--rate`` events/s of ML-100K-like traffic for ``--warmup`` + ``--seconds``
    (linger from ``STREAMREC_LINGER``). A fresh worker reads each user's history once before
    it can mirror it, so probes count after the warm-up; the whole run is reported too.
    Every 10th event is a probe: its user's next history version is known, and a reader
    process (not a thread: it must not share the producer's interpreter lock) polls that
-   user's cache entry until its ``history_version`` reaches it.
-   Latency = push call to entry visible, p50/p99.
+   user's cache entries (one per model) until every one's ``history_version`` reaches it.
+   Latency = push call to the last of the user's lists visible, p50/p99.
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
    and the whole refresh of one user (Redis reads, model, CAS write).
 4. Cached reads per second through ``RecommendationClient.get`` vs raw redis-py ``GET`` of
@@ -45,10 +46,10 @@ from streamrec.data.synthetic import SyntheticConfig, generate
 from streamrec.producer import Producer
 from streamrec.serving.online import OnlineServing
 from streamrec.serving.served import ServedALS
-from streamrec.serving.training import train_als
+from streamrec.serving.training import train_model
 from streamrec.settings import Settings
 from streamrec.state.bulk import BulkLoader
-from streamrec.state.cache import RecommendationClient
+from streamrec.state.client import RecommendationClient
 from streamrec.state.connection import connect, stop_embedded
 from streamrec.state.matrices import MatrixReader
 
@@ -69,11 +70,12 @@ def load_state(conn: redis.Redis, settings: Settings, data: Path) -> tuple[list[
     return users, items
 
 
-def watch_probes(home: str, todo: Any, done: Any, stop: Any) -> None:
+def watch_probes(home: str, models: list[str], todo: Any, done: Any, stop: Any) -> None:
     """The probe watcher, in a process of its own (a thread would share the producer's
     interpreter lock, and a starved watcher would see entries late): it polls the cache
     entries of pending probes every 2 ms and reports ``(probe, user, sent, latency)`` when
-    an entry reaches the probe's history version; ``None`` when it is done."""
+    the user's entry of every model in ``models`` reaches the probe's history version;
+    ``None`` when it is done."""
     conn = connect(Settings(home=Path(home)))
     # the history version is found with a pattern, not by parsing the entry: the watcher
     # shares the machine with the worker it measures and must stay light
@@ -92,11 +94,12 @@ def watch_probes(home: str, todo: Any, done: Any, stop: Any) -> None:
             time.sleep(0.0005)
             continue
         items = list(pending.items())
-        raws = conn.mget([keys.recommendations_key(u, "als") for _, (u, _, _) in items])
+        raws = conn.mget([keys.recommendations_key(u, m) for _, (u, _, _) in items for m in models])
         now = time.monotonic()
-        for (probe, (user, version, sent)), raw in zip(items, raws, strict=True):
-            found = version_of.search(raw) if raw is not None else None
-            if found is not None and int(found.group(1)) >= version:
+        for n, (probe, (user, version, sent)) in enumerate(items):
+            entries = raws[n * len(models) : (n + 1) * len(models)]
+            found = [version_of.search(raw) if raw is not None else None for raw in entries]
+            if all(f is not None and int(f.group(1)) >= version for f in found):
                 done.put((probe, user, sent, now - sent))
                 del pending[probe]
         time.sleep(0.002)  # polling must not take the CPU the worker is measured on
@@ -111,6 +114,7 @@ def sustained_load(
     rate: float,
     seconds: float,
     warmup: float = 0.0,
+    models: tuple[str, ...] = ("als",),
 ) -> tuple[list[float], list[float], int, float]:
     """Send ``rate`` events/s for ``warmup + seconds``.
 
@@ -124,7 +128,7 @@ def sustained_load(
     context = multiprocessing.get_context("spawn")
     todo, done, stop = context.Queue(), context.Queue(), context.Event()
     watcher = context.Process(
-        target=watch_probes, args=(str(settings.home), todo, done, stop), daemon=True
+        target=watch_probes, args=(str(settings.home), list(models), todo, done, stop), daemon=True
     )
     watcher.start()
     time.sleep(1.0)  # the watcher imports and connects
@@ -212,7 +216,7 @@ def read_rates(
     """Reads per second through the client and through raw GET of the same keys (medians),
     and the median of the per-round ratios: the two alternate over ``rounds`` rounds, so a
     round's ratio compares them under the same machine load."""
-    client = RecommendationClient(conn)
+    client = RecommendationClient(connection=conn)
     rng = random.Random(3)
     picks = [rng.choice(users) for _ in range(n)]
     key_of = {u: keys.recommendations_key(u, "als") for u in set(picks)}
@@ -244,7 +248,9 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ml-100k"
     )
+    parser.add_argument("--models", default="als", help="comma-separated models to train and serve")
     args = parser.parse_args()
+    models = tuple(args.models.split(","))
 
     home = Path(tempfile.mkdtemp(prefix="streamrec-fresh-"))
     env = dict(os.environ, STREAMREC_HOME=str(home), OPENBLAS_NUM_THREADS="1")
@@ -253,11 +259,12 @@ def main() -> None:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         users, items = load_state(conn, settings, args.data)
-        report = train_als(conn, settings)
-        print(
-            f"als trained: fit {report.fit_seconds:.2f} s, "
-            f"{report.refreshed} lists in {report.refresh_seconds:.2f} s"
-        )
+        for model in models:
+            report = train_model(conn, settings, model)
+            print(
+                f"{model} trained: fit {report.fit_seconds:.2f} s, "
+                f"{report.refreshed} lists in {report.refresh_seconds:.2f} s"
+            )
 
         t = fold_in_timing(conn, settings, users)
         print(
@@ -271,10 +278,11 @@ def main() -> None:
         workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
         time.sleep(1.5)  # the workers load the model before the clock starts
         steady, early, sent, elapsed = sustained_load(
-            conn, settings, users, items, args.rate, args.seconds, args.warmup
+            conn, settings, users, items, args.rate, args.seconds, args.warmup, models
         )
         print(
-            f"{args.workers} worker(s), linger {settings.linger * 1000:.0f} ms, sustained "
+            f"{args.workers} worker(s) serving {', '.join(models)}, "
+            f"linger {settings.linger * 1000:.0f} ms, sustained "
             f"{sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events)"
         )
         for label, latencies in (

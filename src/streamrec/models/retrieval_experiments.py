@@ -63,10 +63,10 @@ def evaluate_two_tower_random(
     model = trainer(train, params)
     seconds = time.perf_counter() - start
     every = np.arange(train.shape[0])
-    ours = _scores(model.fold_in_users(train), model.item_vectors, train, test, every, k)
+    ours = retrieval_scores(model.fold_in_users(train), model.item_vectors, train, test, every, k)
     counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
     ones = np.ones((train.shape[0], 1), dtype=np.float32)
-    popular = _scores(ones, counts[:, None], train, test, every, k)
+    popular = retrieval_scores(ones, counts[:, None], train, test, every, k)
     ours["fit_seconds"], popular["fit_seconds"] = seconds, 0.0
     return {
         "protocol": "random",
@@ -106,7 +106,7 @@ def evaluate_two_tower_new_users(
         seconds = time.perf_counter() - start
         queries = np.zeros((fold_in.shape[0], model.item_vectors.shape[1]), dtype=np.float32)
         queries[users] = model.fold_in_users(fold_in[users])
-        results[name] = _scores(queries, model.item_vectors, fold_in, test, users, k)
+        results[name] = retrieval_scores(queries, model.item_vectors, fold_in, test, users, k)
         results[name]["fit_seconds"] = seconds
     mine, theirs = results["fold_in"], results["trained_with_them"]
     return {
@@ -127,7 +127,7 @@ def evaluate_two_tower_new_users(
     }
 
 
-def _scores(
+def retrieval_scores(
     queries: np.ndarray,
     items: np.ndarray,
     seen: sp.csr_matrix,
@@ -135,7 +135,9 @@ def _scores(
     users: npt.NDArray[np.int64],
     k: int,
 ) -> dict[str, Any]:
-    """Top-k accuracy over the test pairs of ``users`` and the ranking metrics at ``k``."""
+    """Top-k accuracy (k in :data:`KS`) over the test pairs of ``users``, scored by
+    ``queries[u] · items[i]`` over all items, and the ranking metrics at ``k`` with each
+    user's ``seen`` items filtered."""
     test = sp.csr_matrix(test[:, : items.shape[0]])
     pairs = sp.csr_matrix(test[users]).tocoo()
     out: dict[str, Any] = factorized_top_k(queries, items, users[pairs.row], pairs.col, KS)
