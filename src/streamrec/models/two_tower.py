@@ -58,7 +58,7 @@ class TwoTowerParams:
     optimizer: Optimizer = "adam"
     temperature: float = 0.1
     logq: bool = True
-    pooling: Pooling = "log"
+    pooling: Pooling = "binary"
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -125,20 +125,29 @@ class TwoTower:
 
     def weights(self, rows: sp.csr_matrix) -> sp.csr_matrix:
         """Pooling weights of ``rows`` (raw weights, any width), normalised to sum 1 per user
-        over the items the user tower knows; a row without such items is all zero."""
-        w = pooling_weights(with_width(sp.csr_matrix(rows), self.n_items), self.params.pooling)
-        w.data[w.indices >= self.trained_items] = 0
-        w.eliminate_zeros()
-        totals = np.asarray(w.sum(axis=1)).ravel()
+        over the items the user tower knows (other items weigh 0); a row without such
+        items is all zero. Built from the CSR arrays directly: this is the serving path."""
+        rows = sp.csr_matrix(rows)
+        if rows.shape[1] != self.n_items:
+            rows = with_width(rows, self.n_items)
+        n = rows.shape[0]
+        if self.params.pooling == "binary":
+            w = np.ones(rows.nnz, dtype=np.float32)
+        else:
+            w = np.log1p(np.abs(rows.data)).astype(np.float32)
+        w[rows.indices >= self.trained_items] = 0
+        owner = np.repeat(np.arange(n), np.diff(rows.indptr))
+        totals = np.bincount(owner, weights=w, minlength=n)
         scale = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
-        return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ w)
+        w *= scale[owner].astype(np.float32)
+        return sp.csr_matrix((w, rows.indices, rows.indptr), shape=(n, self.n_items))
 
     def fold_in_users(self, rows: sp.csr_matrix) -> np.ndarray:
         """Query vectors of users from their histories (raw weights), ``(n, dim)``; a user
         with no item the user tower knows gets a zero vector."""
         w = self.weights(rows)
         queries = np.asarray(w @ self._projected, dtype=np.float32) + self.bias
-        queries[np.diff(w.indptr) == 0] = 0
+        queries[np.asarray(w.sum(axis=1)).ravel() == 0] = 0
         return queries
 
     def recommend(
@@ -161,7 +170,7 @@ class TwoTower:
             # share[g, j, i] = w_j (x_j W) · e_i: history slot j's part of item i's score
             share = np.matmul(self._projected[group.items], e[group.rows].transpose(0, 2, 1))
             share *= group.confidence[..., None]
-            share[~group.mask] = -np.inf
+            share[~group.mask | (group.confidence == 0)] = -np.inf  # padding, untrained items
             out[group.rows] = strongest(share, group.items, n)
         out[ids < 0] = -1
         return out
@@ -171,8 +180,9 @@ class TwoTower:
         whose full history (a ``(1, n_items)`` CSR of raw weights) is ``history``; the shares
         and the bias term ``b · e_item`` sum to the score."""
         w = self.weights(history)
-        hist = w.indices.astype(np.int64)
-        shares = w.data * (self._projected[hist] @ self.item_vectors[item])
+        known = w.data > 0
+        hist = w.indices[known].astype(np.int64)
+        shares = w.data[known] * (self._projected[hist] @ self.item_vectors[item])
         order = np.argsort(-shares, kind="stable")[:n]
         return [(int(hist[j]), float(shares[j])) for j in order]
 

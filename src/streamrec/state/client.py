@@ -9,7 +9,7 @@ artist names) come from ``streamrec:items:names`` when asked for, in one ``HMGET
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from streamrec.settings import Settings
 from streamrec.state.connection import connect
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more than the GET it parses
 class Recommendation:
     """One recommended item.
 
@@ -41,7 +41,7 @@ class Recommendation:
     because_names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs more than the GET it parses
 class Recommendations:
     """A user's list as an app reads it.
 
@@ -112,7 +112,7 @@ class RecommendationClient:
         None when neither exists (no model trained, no event applied). One ``GET``."""
         raw = self.connection.get(keys.recommendations_key(user, self.model))
         found = (
-            _parse(user, orjson.loads(raw), True, k, set())
+            _parse(user, orjson.loads(raw), True, k, _NOTHING)
             if raw is not None
             else self._popular([user], k)[user]
         )
@@ -133,7 +133,7 @@ class RecommendationClient:
             if raw is None:
                 missing.append(user)
             else:
-                out[user] = _parse(user, orjson.loads(raw), True, k, set())
+                out[user] = _parse(user, orjson.loads(raw), True, k, _NOTHING)
         if missing:
             out.update(self._popular(missing, k))
         if names:
@@ -167,22 +167,27 @@ class RecommendationClient:
         return {user: None if r is None else _named(r, known) for user, r in found.items()}
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 def _parse(
-    user: str, entry: dict[str, Any], personal: bool, k: int | None, skip: set[str]
+    user: str, entry: dict[str, Any], personal: bool, k: int | None, skip: Set[str]
 ) -> Recommendations:
-    items = [
-        Recommendation(i["item"], float(i["score"]), tuple(i.get("because") or ()))
-        for i in entry["items"]
-        if i["item"] not in skip
-    ]
+    found = entry["items"]
+    if skip:
+        found = [i for i in found if i["item"] not in skip]
+    if k is not None:
+        found = found[:k]
+    items = [Recommendation(i["item"], float(i["score"]), tuple(i["because"])) for i in found]
+    # positional: this runs once per read, and keyword passing costs measurably
     return Recommendations(
-        user=user,
-        model=entry["model"],
-        items=items if k is None else items[:k],
-        personal=personal,
-        version=int(entry["version"]),
-        history_version=int(entry["history_version"]),
-        computed_at=float(entry["computed_at"]),
+        user,
+        entry["model"],
+        items,
+        personal,
+        int(entry["version"]),
+        int(entry["history_version"]),
+        float(entry["computed_at"]),
     )
 
 
