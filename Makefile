@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/freshness.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/kernel_mf.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/two_tower.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/faults.py
 
 clean:
