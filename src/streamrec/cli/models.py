@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import click
+import msgspec
 import numpy as np
 from rich.table import Table
 from rq import Retry
@@ -113,7 +113,7 @@ def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> 
         "up_to_date": found.personal and found.history_version >= now and waiting == 0,
     }
     if as_json:
-        click.echo(json.dumps({**asdict(found), "freshness": fresh}, indent=2))
+        click.echo(json.dumps({**msgspec.to_builtins(found), "freshness": fresh}, indent=2))
         return
     source = (
         f"{found.model} v{found.version}"

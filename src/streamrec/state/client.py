@@ -10,10 +10,9 @@ artist names) come from ``streamrec:items:names`` when asked for, in one ``HMGET
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 import redis
 
 from streamrec import keys
@@ -21,9 +20,8 @@ from streamrec.settings import Settings
 from streamrec.state.connection import connect
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs more than the GET it parses
-class Recommendation:
-    """One recommended item.
+class Recommendation(msgspec.Struct):
+    """One recommended item (decoded straight from the cache entry's JSON).
 
     Attributes:
         item: the item id.
@@ -41,9 +39,8 @@ class Recommendation:
     because_names: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs more than the GET it parses
-class Recommendations:
-    """A user's list as an app reads it.
+class Recommendations(msgspec.Struct):
+    """A user's list as an app reads it (``msgspec.to_builtins`` gives its JSON form).
 
     Attributes:
         user: the user asked about.
@@ -64,6 +61,21 @@ class Recommendations:
     version: int
     history_version: int
     computed_at: float
+
+
+class _Entry(msgspec.Struct):
+    """A cache entry as stored (see :mod:`streamrec.state.cache`)."""
+
+    model: str
+    version: int
+    history_version: int
+    computed_at: float
+    items: list[Recommendation]
+
+
+#: Decodes entries in C, straight into :class:`Recommendation` objects: a read then costs
+#: little more than its ``GET``.
+_decode = msgspec.json.Decoder(_Entry).decode
 
 
 class RecommendationClient:
@@ -112,7 +124,7 @@ class RecommendationClient:
         None when neither exists (no model trained, no event applied). One ``GET``."""
         raw = self.connection.get(keys.recommendations_key(user, self.model))
         found = (
-            _parse(user, orjson.loads(raw), True, k, _NOTHING)
+            _parse(user, _decode(raw), True, k, _NOTHING)
             if raw is not None
             else self._popular([user], k)[user]
         )
@@ -133,7 +145,7 @@ class RecommendationClient:
             if raw is None:
                 missing.append(user)
             else:
-                out[user] = _parse(user, orjson.loads(raw), True, k, _NOTHING)
+                out[user] = _parse(user, _decode(raw), True, k, _NOTHING)
         if missing:
             out.update(self._popular(missing, k))
         if names:
@@ -149,7 +161,7 @@ class RecommendationClient:
             replies = pipe.execute()
         if replies[0] is None:
             return dict.fromkeys(users)
-        entry = orjson.loads(replies[0])
+        entry = _decode(replies[0])
         out: dict[str, Recommendations | None] = {}
         for n, user in enumerate(users):
             have = {i.decode() for i in (*replies[1 + 2 * n], *replies[2 + 2 * n])}
@@ -171,24 +183,17 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 def _parse(
-    user: str, entry: dict[str, Any], personal: bool, k: int | None, skip: Set[str]
+    user: str, entry: _Entry, personal: bool, k: int | None, skip: Set[str]
 ) -> Recommendations:
-    found = entry["items"]
+    items = entry.items
     if skip:
-        found = [i for i in found if i["item"] not in skip]
+        items = [i for i in items if i.item not in skip]
     if k is not None:
-        found = found[:k]
-    items = [Recommendation(i["item"], float(i["score"]), tuple(i["because"])) for i in found]
-    # positional: this runs once per read, and keyword passing costs measurably
+        items = items[:k]
     return Recommendations(
-        user,
-        entry["model"],
-        items,
-        personal,
-        int(entry["version"]),
-        int(entry["history_version"]),
-        float(entry["computed_at"]),
-    )
+        user, entry.model, items, personal, entry.version, entry.history_version,
+        entry.computed_at,
+    )  # fmt: skip
 
 
 def _named(r: Recommendations, known: dict[str, str]) -> Recommendations:
