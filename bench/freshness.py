@@ -250,6 +250,7 @@ def main() -> None:
     )
     parser.add_argument("--models", default="als", help="comma-separated models to train and serve")
     args = parser.parse_args()
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 for TFRS, before TensorFlow
     models = tuple(args.models.split(","))
 
     home = Path(tempfile.mkdtemp(prefix="streamrec-fresh-"))

@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 for TFRS, before TensorFlow
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     loaded = read_interactions(open_source(args.data, "movielens-100k"), Settings())

@@ -20,6 +20,11 @@ import redis
 from streamrec.settings import Settings
 from streamrec.state.connection import connect, stop_embedded
 
+# Tests train the TensorFlow models in this process, as a trainer does: Keras 2 for TFRS,
+# chosen before anything imports TensorFlow (the streamrec command does the same).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 @pytest.fixture(scope="session")
 def session_settings() -> Iterator[Settings]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -29,6 +30,10 @@ from streamrec.settings import Settings, check_redis_url
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: int) -> None:
     """streamrec: recommendations that learn while they serve."""
+    # The process, not library code, picks Keras 2 for TFRS (before TensorFlow is ever
+    # imported: a trainer imports it later), and quiets TensorFlow's C++ start-up logs.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

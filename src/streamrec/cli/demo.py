@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -21,7 +22,7 @@ from streamrec.state.client import RecommendationClient
 from streamrec.state.histories import HistoryStore
 from streamrec.state.stats import read_counts
 from streamrec.state.vocab import ItemCatalog
-from streamrec.worker.runner import spawn_workers, stop_workers
+from streamrec.worker.processes import spawn_workers, stop_workers
 
 
 @click.command()
@@ -76,7 +77,7 @@ def demo(
     app.console.rule(f"3. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
     watched = next((e.user for e in live if e.user in newcomers), data.users()[0])
     client = RecommendationClient(app.settings, connection=conn)
-    workers = spawn_workers(1, [keys.EVENTS_QUEUE], app.settings)
+    workers = spawn_workers(1, [keys.EVENTS_QUEUE], app.settings, environ=os.environ)
     try:
         _wait_for_worker(conn)
         target = read_counts(conn).events_applied + len(live)

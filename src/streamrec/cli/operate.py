@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from rich.table import Table
@@ -17,7 +18,8 @@ from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.erasure import forget_user
 from streamrec.state.quarantine import Quarantine
-from streamrec.worker.runner import run_worker, supervise, worker_connection
+from streamrec.worker.processes import supervise
+from streamrec.worker.runner import run_worker, worker_connection
 from streamrec.worker.status import collect_status
 
 
@@ -59,7 +61,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
             raise click.ClickException(str(exc)) from exc
         return
     _ = app.connection  # start the embedded server once, before the children race for it
-    code = supervise(processes, queues, app.settings, burst=burst)
+    code = supervise(processes, queues, app.settings, environ=os.environ, burst=burst)
     if code:
         raise SystemExit(code)
 

@@ -19,14 +19,9 @@ server when it is this home's), and gives up with :class:`RedisUnavailableError`
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import redis
@@ -311,80 +306,6 @@ def _wait_for_redis(connection: redis.Redis, settings: Settings) -> None:
     raise RedisUnavailableError(
         f"Redis stayed unreachable for {settings.reconnect_timeout:g} s; the worker gives up"
     )
-
-
-def spawn_workers(
-    count: int,
-    queue_names: Sequence[str],
-    settings: Settings,
-    *,
-    burst: bool = False,
-) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` worker processes (``python -m streamrec worker``) with ``settings``."""
-    command = [sys.executable, "-m", "streamrec", "worker", "--processes", "1"]
-    for name in queue_names:
-        command += ["--queue", name]
-    if burst:
-        command.append("--burst")
-    # The children inherit this process's environment (PATH, ...) with its STREAMREC_*
-    # variables replaced by the settings, so flags given to the parent reach them too.
-    env = settings.child_env(os.environ)
-    return [subprocess.Popen(command, env=env) for _ in range(count)]
-
-
-def stop_workers(children: Sequence[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
-    """Ask worker processes to finish their job and exit (SIGTERM), and wait for them
-    (SIGKILL after ``timeout`` seconds)."""
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for child in children:
-        try:
-            child.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-def supervise(
-    count: int, queue_names: Sequence[str], settings: Settings, *, burst: bool = False
-) -> int:
-    """Run ``count`` worker processes until SIGTERM or SIGINT, which they get too;
-    a child that dies is started again (except in burst mode).
-
-    Returns:
-        The exit status: 0, or the first non-zero status of a child in burst mode.
-    """
-    children = spawn_workers(count, queue_names, settings, burst=burst)
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    status = 0
-    try:
-        while not stopping.is_set():
-            for n, child in enumerate(children):
-                code = child.poll()
-                if code is None:
-                    continue
-                if burst:
-                    status = status or code
-                    continue
-                logger.warning(
-                    "worker process %d exited with %s: starting another", child.pid, code
-                )
-                children[n] = spawn_workers(1, queue_names, settings)[0]
-            if burst and all(child.poll() is not None for child in children):
-                return status
-            stopping.wait(0.5)
-    finally:
-        stop_workers(children)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return status
 
 
 def _text(value: Any) -> str:
