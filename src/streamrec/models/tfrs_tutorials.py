@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -55,8 +54,6 @@ logger = logging.getLogger(__name__)
 
 Recipe = Literal["quickstart", "basic-retrieval"]
 
-#: Called after each epoch with (epochs done, epochs in all, the loss Keras logged).
-EpochProgress = Callable[[int, int, float], None]
 
 _METRIC = "factorized_top_k"
 
@@ -156,7 +153,7 @@ def fit_tutorial(
     recipe: str | TutorialParams,
     epochs: int | None = None,
     seed: int = 42,
-    progress: EpochProgress | None = None,
+    progress: tf_runtime.EpochProgress | None = None,
     *,
     evaluate_on: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> TutorialModel:
@@ -169,7 +166,7 @@ def fit_tutorial(
             settings of one's own.
         epochs: passes over the rows; None keeps the tutorial's (3).
         seed: seeds the row order, the initial embeddings and TensorFlow.
-        progress: called after each epoch (see :data:`EpochProgress`).
+        progress: called after each epoch (see :data:`tf_runtime.EpochProgress`).
         evaluate_on: held-out ``(users, items)`` int arrays; when given, TFRS's own
             ``model.evaluate`` runs on them after training, as the basic retrieval
             tutorial evaluates its test set, and fills :attr:`TutorialModel.tfrs_top_k`.
@@ -202,7 +199,7 @@ def fit_tutorial(
     model = _build(tf, tfrs, params, user_vocab, n_items, with_metric=held_out is not None)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=params.learning_rate))
     rows = tf.data.Dataset.from_tensor_slices({"user_id": users, "item_id": items})
-    callbacks = [] if progress is None else [_progress_callback(tf, progress, params.epochs)]
+    callbacks = [] if progress is None else [tf_runtime.epoch_callback(progress, params.epochs)]
     model.fit(
         rows.batch(params.batch_size).cache(),
         epochs=params.epochs,
@@ -303,10 +300,3 @@ def _evaluate(
     rows = tf.data.Dataset.from_tensor_slices({"user_id": pairs[0], "item_id": pairs[1]})
     logs = model.evaluate(rows.batch(params.eval_batch_size), verbose=0, return_dict=True)
     return {f"top_{k}": float(logs[f"{_METRIC}/top_{k}_categorical_accuracy"]) for k in DEFAULT_KS}
-
-
-def _progress_callback(tf: Any, progress: EpochProgress, epochs: int) -> Any:
-    def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
-        progress(epoch + 1, epochs, float((logs or {}).get("loss", float("nan"))))
-
-    return tf.keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,11 @@ from streamrec.models.two_tower import TwoTower, TwoTowerParams, pooling_weights
 
 logger = logging.getLogger(__name__)
 
-#: Called after every epoch with (epoch done, epochs, mean loss).
-EpochProgress = Callable[[int, int, float], None]
-
 
 def fit_two_tower(
     train: sp.csr_matrix,
     params: TwoTowerParams | None = None,
-    progress: EpochProgress | None = None,
+    progress: tf_runtime.EpochProgress | None = None,
 ) -> TwoTower:
     """Train both towers on the pairs of ``train`` (users × items, raw weights).
 
@@ -55,7 +51,7 @@ def fit_two_tower(
     )
     optimizers = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad}
     model.compile(optimizer=optimizers[params.optimizer](learning_rate=params.lr))
-    callbacks = [_Reporter(tf, params.epochs, progress)] if progress is not None else []
+    callbacks = [tf_runtime.epoch_callback(progress, params.epochs)] if progress is not None else []
     start = time.perf_counter()
     model.fit(data, epochs=params.epochs, verbose=0, callbacks=callbacks)
     logger.info("two-tower: %d pairs, %.1f s", len(pairs["item"]), time.perf_counter() - start)
@@ -183,14 +179,3 @@ def _build(tf: Any, tfrs: Any, train: sp.csr_matrix, params: TwoTowerParams) -> 
             )
 
     return Towers()
-
-
-class _Reporter:
-    """A Keras callback (made at run time: Keras is not imported at module level)."""
-
-    def __new__(cls, tf: Any, epochs: int, progress: EpochProgress) -> Any:
-        class Reporter(tf.keras.callbacks.Callback):  # type: ignore[misc]
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                progress(epoch + 1, epochs, float((logs or {}).get("loss", float("nan"))))
-
-        return Reporter()

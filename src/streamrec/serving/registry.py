@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import redis
+import scipy.sparse as sp
 
 from streamrec.errors import ConfigError, NotFoundError
 from streamrec.models.als import ALSParams, ImplicitALS
@@ -113,38 +114,54 @@ class ModelSpec:
         return replace(base, **given)
 
 
-def _fit_als(params: ALSParams, rows: HistoryRows) -> tuple[ImplicitALS, int]:
+def _interactions(rows: HistoryRows) -> sp.csr_matrix:
+    """Every stored interaction.
+
+    Raises:
+        NotFoundError: there is none.
+    """
     if rows.matrix.nnz == 0:
         raise NotFoundError("no interactions are stored: import or push some events first")
-    return ImplicitALS(params).fit(rows.matrix), int(rows.matrix.nnz)
+    return rows.matrix
+
+
+def _ratings(rows: HistoryRows, model: str) -> sp.csr_matrix:
+    """Every stored rating.
+
+    Raises:
+        NotFoundError: there is none.
+    """
+    if rows.ratings.nnz == 0:
+        raise NotFoundError(
+            f"no ratings are stored: {model} learns from 'rating' events (import or push some)"
+        )
+    return rows.ratings
+
+
+def _fit_als(params: ALSParams, rows: HistoryRows) -> tuple[ImplicitALS, int]:
+    matrix = _interactions(rows)
+    return ImplicitALS(params).fit(matrix), int(matrix.nnz)
 
 
 def _fit_kmf(params: KernelMFParams, rows: HistoryRows) -> tuple[KernelMF, int]:
     from streamrec.models.kernel_mf import KernelMF  # numba: only when training
 
-    if rows.ratings.nnz == 0:
-        raise NotFoundError(
-            "no ratings are stored: kmf learns from 'rating' events (import or push some)"
-        )
-    return KernelMF(params).fit(rows.ratings), int(rows.ratings.nnz)
+    ratings = _ratings(rows, "kmf")
+    return KernelMF(params).fit(ratings), int(ratings.nnz)
 
 
 def _fit_gmf(params: GMFParams, rows: HistoryRows) -> tuple[GMF, int]:
     from streamrec.models.gmf_train import fit_gmf  # TensorFlow: only here
 
-    if rows.ratings.nnz == 0:
-        raise NotFoundError(
-            "no ratings are stored: gmf learns from 'rating' events (import or push some)"
-        )
-    return fit_gmf(rows.ratings, params), int(rows.ratings.nnz)
+    ratings = _ratings(rows, "gmf")
+    return fit_gmf(ratings, params), int(ratings.nnz)
 
 
 def _fit_two_tower(params: TwoTowerParams, rows: HistoryRows) -> tuple[TwoTower, int]:
     from streamrec.models.two_tower_train import fit_two_tower  # TensorFlow: only here
 
-    if rows.matrix.nnz == 0:
-        raise NotFoundError("no interactions are stored: import or push some events first")
-    return fit_two_tower(rows.matrix, params), int(rows.matrix.nnz)
+    matrix = _interactions(rows)
+    return fit_two_tower(matrix, params), int(matrix.nnz)
 
 
 _FACTORS = Option("factors", "Latent dimensions.", int, low=1)

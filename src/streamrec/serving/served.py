@@ -104,17 +104,22 @@ class ServedModel(ABC, Generic[M]):
     def load(self, folder: Path) -> M:
         """Read a published version."""
 
-    @abstractmethod
     def source(self, rows: HistoryRows) -> sp.csr_matrix:
-        """The matrix of ``rows`` the model learns from (all interactions, or ratings)."""
+        """The matrix of ``rows`` the model learns from: every interaction (additive
+        weights plus ratings) unless the model learns from ratings only."""
+        return rows.ratings if self.ratings_only else rows.matrix
 
-    @abstractmethod
     def rank(
         self, served: sp.csr_matrix, seen: list[np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k of users folded in from ``served`` (their rows of :meth:`source`, as wide as
         the model), never an item of ``seen``: ``(ids (n, k), scores (n, k), because
-        (n, k, b))``, ``-1`` padding."""
+        (n, k, b))``, ``-1`` padding. The model folds users in (``fold_in_users``), ranks
+        (``recommend``) and explains from the same rows (``because``)."""
+        model: Any = self.model
+        assert model is not None
+        ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
+        return ids, scores, model.because(served, ids, self.because)
 
     def entries(self, rows: HistoryRows) -> list[Entry]:
         """Cache entries of the users in ``rows`` who have history the model can use (the
@@ -208,10 +213,6 @@ class ServedALS(ServedModel[ImplicitALS]):
         """Read a published version."""
         return ImplicitALS.load(folder)
 
-    def source(self, rows: HistoryRows) -> sp.csr_matrix:
-        """Every interaction (additive weights plus ratings)."""
-        return rows.matrix
-
     def rank(
         self, served: sp.csr_matrix, seen: list[np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,19 +233,6 @@ class ServedRatingModel(ServedModel[M]):
     above the global mean whose items are closest (cosine) to the item."""
 
     ratings_only = True
-
-    def source(self, rows: HistoryRows) -> sp.csr_matrix:
-        """The ratings only."""
-        return rows.ratings
-
-    def rank(
-        self, served: sp.csr_matrix, seen: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Fold-in against the frozen items, top-k by predicted rating."""
-        model: Any = self.model
-        assert model is not None
-        ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
-        return ids, scores, model.because(served, ids, self.because)
 
 
 class ServedKernelMF(ServedRatingModel["KernelMF"]):
@@ -284,24 +272,11 @@ class ServedTwoTower(ServedModel["TwoTower"]):
 
         return TwoTower.load(folder)
 
-    def source(self, rows: HistoryRows) -> sp.csr_matrix:
-        """Every interaction (additive weights plus ratings)."""
-        return rows.matrix
-
-    def rank(
-        self, served: sp.csr_matrix, seen: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Queries from the user tower, top-k by inner product, ``because`` from the shares."""
-        model = self.model
-        assert model is not None
-        ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
-        return ids, scores, model.because(served, ids, self.because)
-
 
 def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:
     """Give items first seen after training a vector, from the users in ``matrix``.
 
-    ``model`` is an :class:`ImplicitALS`, a ``KernelMF`` or a ``TwoTower``: each folds users
+    ``model`` is any served model (ALS, KernelMF, GMF, two-tower): each folds users
     in from rows of ``matrix`` and new items in from those users (``fold_in_items``,
     ``add_items``).
     """
