@@ -29,6 +29,8 @@ MAX_STORED_WEIGHT = 1e15
 MAX_CALL_EVENTS_LIMIT = 5_000
 #: Largest producer batch: one RQ job, written to and read from Redis in one command each.
 MAX_BATCH_SIZE = 10_000
+#: Largest ``drain_batches`` (event batches applied together by one job).
+MAX_DRAIN_BATCHES = 100
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Settings:
             are then handed to other workers).
         reconnect_timeout: seconds a worker keeps reconnecting to a Redis that went away
             before it exits with an error.
+        drain_batches: event batches a worker takes from the queue behind the one it runs,
+            to apply and serve them together when it falls behind (0 = one at a time).
     """
 
     redis_url: str | None = None
@@ -94,6 +98,7 @@ class Settings:
     max_buffered: int = 100_000
     worker_ttl: int = 30
     reconnect_timeout: float = 300.0
+    drain_batches: int = 15
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
@@ -117,6 +122,11 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number of seconds > 0 (got {value!r})")
+        if not 0 <= self.drain_batches <= MAX_DRAIN_BATCHES:
+            raise ConfigError(
+                f"drain_batches must be between 0 and {MAX_DRAIN_BATCHES} "
+                f"(got {self.drain_batches!r})"
+            )
         if self.max_buffered < 1:
             raise ConfigError(f"max_buffered must be ≥ 1 (got {self.max_buffered!r})")
         if self.worker_ttl < 5:
@@ -229,6 +239,7 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "STREAMREC_MAX_BUFFERED": ("max_buffered", int),
     "STREAMREC_WORKER_TTL": ("worker_ttl", int),
     "STREAMREC_RECONNECT_TIMEOUT": ("reconnect_timeout", float),
+    "STREAMREC_DRAIN_BATCHES": ("drain_batches", int),
 }
 
 

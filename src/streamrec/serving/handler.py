@@ -1,7 +1,7 @@
 """What a worker does with a batch of events, without RQ: validate, apply, then the hooks.
 
-The hooks are where the models plug in: each runs after a batch is in the state, with the
-batch's outcome and its valid events, and must be idempotent, because a redelivered batch
+The hooks are where the models plug in: each runs after batches are in the state, with
+each batch's outcome and valid events, and must be idempotent, because a redelivered batch
 (recognised by the ledger, so not applied twice) still runs them: its first delivery may
 have died after applying and before its hooks finished.
 """
@@ -27,8 +27,9 @@ from streamrec.state.outcome import BatchOutcome
 
 logger = logging.getLogger(__name__)
 
-#: Called after each batch with its outcome and its valid events.
-AfterApply = Callable[[BatchOutcome, Sequence[Event]], None]
+#: Called after each :meth:`EventHandler.handle_many` with each batch's outcome and valid
+#: events, in order.
+AfterApply = Callable[[Sequence[tuple[BatchOutcome, Sequence[Event]]]], None]
 
 
 class Deferring(Protocol):
@@ -134,27 +135,34 @@ class EventHandler:
             sent_at: when the batch was sent, epoch seconds (default now); the events of a
                 user forgotten after that are dropped.
         """
-        batch = self.parse(batch_id, events)
-        outcome = self.store.apply(
-            batch.batch_id,
-            batch.events,
-            batch.dead_letters,
+        return self.handle_many([(batch_id, events, sent_at)])[0]
+
+    def handle_many(self, batches: Sequence[tuple[Any, Any, float | None]]) -> list[BatchOutcome]:
+        """:meth:`handle` for several raw batches ``(batch_id, events, sent_at)`` in order:
+        applied in as few round trips as they fit, then the hooks, batch by batch."""
+        parsed = [self.parse(batch_id, events) for batch_id, events, _ in batches]
+        outcomes = self.store.apply_all(
+            [
+                (batch.batch_id, batch.events, batch.dead_letters, sent_at)
+                for batch, (_, _, sent_at) in zip(parsed, batches, strict=True)
+            ],
             serving=any(d.serving for d in self.deferring),
-            sent_at=sent_at,
         )
-        if outcome.applied:
-            logger.info(
-                "batch %s: applied %d events, %d dead letters, %d users",
-                outcome.batch_id,
-                outcome.events,
-                outcome.dead_letters,
-                outcome.n_users,
-            )
-        else:
-            logger.info("batch %s: already applied, skipped", outcome.batch_id)
+        for outcome in outcomes:
+            if outcome.applied:
+                logger.info(
+                    "batch %s: applied %d events, %d dead letters, %d users",
+                    outcome.batch_id,
+                    outcome.events,
+                    outcome.dead_letters,
+                    outcome.n_users,
+                )
+            else:
+                logger.info("batch %s: already applied, skipped", outcome.batch_id)
+        applied = [(outcome, batch.events) for batch, outcome in zip(parsed, outcomes, strict=True)]
         for hook in self.hooks:
-            hook(outcome, batch.events)
-        return outcome
+            hook(applied)
+        return outcomes
 
 
 def _canonical(value: Any) -> str:

@@ -1,6 +1,6 @@
 """Online serving: fold users in from their full history and cache their top-k per model.
 
-Used by the worker after every batch (:meth:`OnlineServing.after_batch`, an
+Used by the worker after every batch (:meth:`OnlineServing.after_batches`, an
 :data:`~streamrec.serving.handler.AfterApply` hook) and by a retrain to refresh every
 user. Each model (:mod:`~streamrec.serving.served`) is reloaded only when the registry
 publishes a newer version; models never trained are skipped. ALS refreshes every touched
@@ -49,7 +49,9 @@ POPULAR_EVERY = 5.0
 #: Pending users beyond which a busy worker serves anyway.
 MAX_PENDING = 2000
 #: Seconds a pending user may wait while the worker is busy.
-MAX_DEFER = 0.2
+MAX_DEFER = 0.05
+#: Seconds for which the batch path trusts its last look at the published versions.
+VERSIONS_EVERY = 0.05
 
 
 class OnlineServing:
@@ -87,6 +89,7 @@ class OnlineServing:
         self._pending_since = 0.0
         self._marks: list[str] = []  # batches whose users are pending
         self._unserved_seen: set[bytes] = set()
+        self._checked = (-VERSIONS_EVERY, False)  # (when, whether a model was trained)
         self.serves = 0  # batched refreshes run (a coalesced one serves several batches)
         self.recovered = 0  # users served for a worker that did not
 
@@ -97,15 +100,24 @@ class OnlineServing:
                 return model
         raise KeyError(name)
 
-    def after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
-        """Worker hook: refresh the cache entries of the users the batch touched (now, or
+    def after_batches(self, applied: Sequence[tuple[BatchOutcome, Sequence[Event]]]) -> None:
+        """Worker hook: refresh the cache entries of the users the batches touched (now, or
         with the next batches while the worker is busy)."""
+        for outcome, events in applied:
+            self._after_batch(outcome, events)
+        if self._pending and not self._may_defer():
+            self.flush()
+        if time.monotonic() - self._popular_at > POPULAR_EVERY:
+            self.cache.write_popular(self.cache.popular_from_counts(popular_size(self.k)))
+            self._popular_at = time.monotonic()
+
+    def _after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
         self.reader.learn_items(outcome.new_items)
         if not outcome.detailed:  # applied while no model was served: one is, since?
-            if self.current():
+            if self._current_now():
                 self.refresh(sorted({e.user for e in events}))
         elif outcome.users:
-            if self.current():
+            if self._current_now():
                 if not self._pending:
                     self._pending_since = time.monotonic()
                 stored = self.mirror.histories(outcome.users)
@@ -113,13 +125,8 @@ class OnlineServing:
                     self._pending[user.user] = history  # the newest: later batches advance it
                 self._marks += outcome.marks
                 self._rated.update(e.user for e in events if e.kind == RATING_KIND)
-                if not self._may_defer():
-                    self.flush()
         else:  # a redelivered batch: its users as stored now
             self.refresh(sorted({e.user for e in events}))
-        if time.monotonic() - self._popular_at > POPULAR_EVERY:
-            self.cache.write_popular(self.cache.popular_from_counts(popular_size(self.k)))
-            self._popular_at = time.monotonic()
 
     @property
     def serving(self) -> bool:
@@ -183,7 +190,14 @@ class OnlineServing:
         """Load any newer published versions; True when at least one model is trained."""
         versions = self.registry.active_versions([served.name for served in self.models])
         synced = [served.sync(v) for served, v in zip(self.models, versions, strict=True)]
-        return any(model is not None for model in synced)
+        self._checked = (time.monotonic(), any(model is not None for model in synced))
+        return self._checked[1]
+
+    def _current_now(self) -> bool:
+        """:meth:`current`, or its answer of less than :data:`VERSIONS_EVERY` seconds ago (a
+        worker applying several batches at once asks once)."""
+        at, trained = self._checked
+        return trained if time.monotonic() - at < VERSIONS_EVERY else self.current()
 
     def _may_defer(self) -> bool:
         return (

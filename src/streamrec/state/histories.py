@@ -129,26 +129,60 @@ class HistoryStore:
         batches: Iterable[tuple[str, Sequence[Event], Sequence[DeadLetter]]],
         *,
         serving: bool = False,
-        sent_at: float | None = None,
+        sent_at: float | Sequence[float | None] | None = None,
     ) -> list[BatchOutcome]:
         """Apply several batches in one round trip; each is atomic on its own (and must hold
-        at most ``settings.max_call_events`` events and dead letters together)."""
+        at most ``settings.max_call_events`` events and dead letters together).
+
+        ``sent_at`` is one time for all the batches or one per batch (see :meth:`apply`).
+        """
         now = time.time()
-        sent = str(round((now if sent_at is None else sent_at) * 1000))
         batches = list(batches)
+        sent_ats = list(sent_at) if isinstance(sent_at, Sequence) else [sent_at] * len(batches)
+        sents = [str(round((now if t is None else t) * 1000)) for t in sent_ats]
         if len(batches) == 1:  # no pipeline: it would ask SCRIPT EXISTS first, a round trip
             batch_id, events, dead = batches[0]
-            keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
+            keys_, args = self._script_args(batch_id, events, dead, now, serving, sents[0])
             return [parse_reply(batch_id, self._apply(keys=keys_, args=args), serving)]
         with self.connection.pipeline(transaction=False) as pipe:
             ids = []
-            for batch_id, events, dead in batches:
+            for (batch_id, events, dead), sent in zip(batches, sents, strict=True):
                 keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
                 self._apply(keys=keys_, args=args, client=pipe)
                 ids.append(batch_id)
             replies = pipe.execute()
         pairs = zip(ids, replies, strict=True)
         return [parse_reply(batch_id, reply, serving) for batch_id, reply in pairs]
+
+    def apply_all(
+        self,
+        batches: Sequence[tuple[str, Sequence[Event], Sequence[DeadLetter], float | None]],
+        *,
+        serving: bool = False,
+    ) -> list[BatchOutcome]:
+        """Apply batches ``(id, events, dead letters, sent_at)`` in order, exactly once each,
+        as :meth:`apply` does one: the batches that fit one call go in one round trip."""
+        outcomes: list[BatchOutcome] = []
+        small: list[tuple[str, Sequence[Event], Sequence[DeadLetter]]] = []
+        sent: list[float | None] = []
+
+        def flush() -> None:
+            if small:
+                outcomes.extend(self.apply_many(small, serving=serving, sent_at=sent))
+                small.clear()
+                sent.clear()
+
+        for batch_id, events, dead, sent_at in batches:
+            if len(events) + len(dead) <= self.settings.max_call_events:
+                small.append((batch_id, events, dead))
+                sent.append(sent_at)
+            else:
+                flush()
+                outcomes.append(
+                    self.apply(batch_id, events, dead, serving=serving, sent_at=sent_at)
+                )
+        flush()
+        return outcomes
 
     def _part_size(self, batch_id: str) -> int:
         """Events per part of an oversized batch: the size its first delivery chose."""

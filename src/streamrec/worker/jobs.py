@@ -9,6 +9,7 @@ function (:data:`~streamrec.state.queues.ALLOWED_FUNCTIONS`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ from streamrec.serving.registry import spec
 from streamrec.serving.training import train_model
 from streamrec.settings import Settings
 from streamrec.state.queues import queue
+from streamrec.worker.drain import Drain
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,20 +37,28 @@ class Binding:
         connection: the worker's redis-py client.
         settings: the worker's settings.
         handler: the event handler (None for a worker without the events queue).
+        drain: takes the event jobs queued behind a running one (None: each job alone).
     """
 
     connection: redis.Redis
     settings: Settings
     handler: EventHandler | None
+    drain: Drain | None = None
 
 
 _bound: Binding | None = None
 
 
-def bind(connection: redis.Redis, settings: Settings, handler: EventHandler | None) -> None:
-    """Make this process's jobs use ``settings`` and ``handler`` (called by the worker)."""
+def bind(
+    connection: redis.Redis,
+    settings: Settings,
+    handler: EventHandler | None,
+    drain: Drain | None = None,
+) -> None:
+    """Make this process's jobs use ``settings``, ``handler`` and ``drain`` (called by the
+    worker)."""
     global _bound
-    _bound = Binding(connection, settings, handler)
+    _bound = Binding(connection, settings, handler, drain)
 
 
 def bound() -> Binding:
@@ -61,24 +73,36 @@ def bound() -> Binding:
 
 
 def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
-    """Apply one micro-batch of events (see :class:`~streamrec.serving.handler.EventHandler`).
+    """Apply one micro-batch of events (see :class:`~streamrec.serving.handler.EventHandler`),
+    and the event batches queued behind it when the worker drains (:mod:`~.drain`).
 
     Returns:
-        A summary: batch id, whether it was applied (False for a redelivery), events applied,
-        dead letters and users touched.
+        A summary of this job's batch: batch id, whether it was applied (False for a
+        redelivery), events applied, dead letters and users touched; and how many queued
+        batches were applied with it.
     """
-    handler = bound().handler
+    binding = bound()
+    handler = binding.handler
     if handler is None:
         raise ConfigError("this worker does not serve the events queue")
     job = get_current_job()
     sent_at = job.created_at.timestamp() if job is not None and job.created_at else None
-    outcome = handler.handle(batch_id, events, sent_at=sent_at)
+    drained = binding.drain.take() if binding.drain is not None else []
+    outcomes = handler.handle_many(
+        [(batch_id, events, sent_at), *((d.batch_id, d.events, d.sent_at) for d in drained)]
+    )
+    if binding.drain is not None:
+        binding.drain.finish(drained)
+    if drained:
+        logger.info("job %s: applied %d queued batches with it", batch_id, len(drained))
+    outcome = outcomes[0]
     return {
         "batch_id": outcome.batch_id,
         "applied": outcome.applied,
         "events": outcome.events,
         "dead_letters": outcome.dead_letters,
         "users": outcome.n_users,
+        "drained": len(drained),
     }
 
 
@@ -97,7 +121,7 @@ def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = Fal
     busy = (lambda: bool(connection.llen(events))) if coalesce else None
     online = OnlineServing(connection, settings, busy=busy)
     online.current()
-    return EventHandler(connection, settings, hooks=[online.after_batch], deferring=[online])
+    return EventHandler(connection, settings, hooks=[online.after_batches], deferring=[online])
 
 
 def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.quarantine import Quarantine
 from streamrec.state.queues import SafeJob, queue
 from streamrec.worker import jobs
+from streamrec.worker.drain import Drain
 from streamrec.worker.recovery import load_job, recover, worker_name
 
 logger = logging.getLogger(__name__)
@@ -245,7 +246,12 @@ def run_worker(
         handler = None
         if keys.EVENTS_QUEUE in queue_names:
             handler = jobs.prepare(connection, settings, coalesce=True)
-        jobs.bind(connection, settings, handler)
+        drain = (
+            Drain(connection, settings.drain_batches)
+            if handler and settings.drain_batches
+            else None
+        )
+        jobs.bind(connection, settings, handler, drain)
         worker = StreamrecWorker(
             [queue(connection, name) for name in queue_names],
             connection=connection,

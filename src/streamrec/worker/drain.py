@@ -1,0 +1,147 @@
+"""Draining: a worker running one event batch takes the batches queued behind it too.
+
+RQ's bookkeeping costs a dozen round trips per job (registries, status, clean-up) whatever
+the job's size, so a worker that falls behind would spend most of its time on it. While an
+``apply_events`` job runs, :class:`Drain` moves up to ``limit`` more event jobs from the
+head of the queue to the queue's intermediate list (where a worker keeps the jobs it
+holds) in one round trip; the job applies all their batches together (one round trip, one
+refresh of their users) and then deletes the drained jobs, in one more round trip. At low
+load nothing waits and a job is just itself; under load the cost per batch shrinks as the
+backlog grows. Only jobs as the producer sends them are drained (``apply_events``, no
+result kept); anything else is put back at the head of the queue, in order, where the
+worker's normal path takes it (and sets it aside if it must).
+
+Nothing is lost: a drained job stays on the intermediate list until its batch is applied
+(its users' refresh is then as durable as any batch's, see
+:mod:`~streamrec.serving.online`); if the worker dies first, recovery
+(:mod:`~streamrec.worker.recovery`) finds the job unregistered there and puts it back on
+the queue, and the apply ledger makes a second delivery a no-op where the first got
+through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from streamrec import keys
+from streamrec.errors import ForbiddenJobError
+from streamrec.state.queues import APPLY_EVENTS, JOB_ID, SafeJob, queue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DrainedBatch:
+    """An event job taken from the queue by a running job.
+
+    Attributes:
+        job_id: the RQ job's id.
+        batch_id: its first argument, as sent.
+        events: its second argument, as sent.
+        sent_at: when it was enqueued, epoch seconds (None if RQ did not record it).
+    """
+
+    job_id: str
+    batch_id: Any
+    events: Any
+    sent_at: float | None
+
+
+class Drain:
+    """Takes queued event jobs for the running job, and finishes them.
+
+    Args:
+        connection: the worker's redis-py client.
+        limit: jobs taken per call, at most (``settings.drain_batches``).
+    """
+
+    def __init__(self, connection: redis.Redis, limit: int) -> None:
+        self.connection = connection
+        self.queue = queue(connection, keys.EVENTS_QUEUE)
+        self.limit = limit
+
+    def take(self) -> list[DrainedBatch]:
+        """Move up to ``limit`` jobs from the head of the events queue to its intermediate
+        list and return the event batches among them (others go back to the head)."""
+        src, held = self.queue.key, self.queue.intermediate_queue_key
+        with self.connection.pipeline(transaction=False) as pipe:
+            for _ in range(self.limit):
+                pipe.lmove(src, held)
+            moved = [_text(j) for j in pipe.execute() if j is not None]
+        if not moved:
+            return []
+        loadable = [j for j in moved if JOB_ID.fullmatch(j)]
+        fetched = dict(zip(loadable, _fetch(self.connection, loadable), strict=True))
+        taken: list[DrainedBatch] = []
+        back: list[str] = []
+        for job_id in moved:
+            batch = _batch(fetched.get(job_id))
+            if batch is None or back:  # keep the queue's order behind a job put back
+                back.append(job_id)
+            else:
+                taken.append(batch)
+        if back:
+            self._put_back(back)
+        return taken
+
+    def finish(self, batches: Sequence[DrainedBatch]) -> None:
+        """Delete the drained jobs: their batches are applied and served."""
+        if not batches:
+            return
+        held = self.queue.intermediate_queue_key
+        with self.connection.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                pipe.lrem(held, 1, batch.job_id)
+                # what RQ deletes for a finished job with no result kept (drained jobs have no
+                # dependencies: SafeJob.check refuses them)
+                pipe.delete(Job.key_for(batch.job_id), Job.dependents_key_for(batch.job_id))
+            pipe.execute()
+
+    def _put_back(self, job_ids: Sequence[str]) -> None:
+        """Return jobs to the head of the queue, in their order."""
+        held = self.queue.intermediate_queue_key
+        with self.connection.pipeline(transaction=True) as pipe:
+            for job_id in reversed(job_ids):
+                pipe.lrem(held, 1, job_id)
+                pipe.lpush(self.queue.key, job_id)
+            pipe.execute()
+
+
+def _fetch(connection: redis.Redis, job_ids: Sequence[str]) -> list[SafeJob | None]:
+    """The jobs, or None for any that RQ cannot load."""
+    try:
+        jobs = SafeJob.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception:  # one bad hash spoils the lot: the normal path sorts them out
+        logger.debug("drain: RQ could not load %s", job_ids, exc_info=True)
+        return [None] * len(job_ids)
+    return [job if isinstance(job, SafeJob) else None for job in jobs]
+
+
+def _batch(job: SafeJob | None) -> DrainedBatch | None:
+    """The event batch a job carries, if it is a plain ``apply_events`` job whose result is
+    not kept (as the producer sends them: a drained job leaves no result behind)."""
+    if job is None or job.origin != keys.EVENTS_QUEUE or job.result_ttl != 0:
+        return None
+    try:
+        job.check()
+        if job.func_name != APPLY_EVENTS or job.kwargs or len(job.args) != 2:
+            return None
+        sent_at = job.created_at.timestamp() if job.created_at else None
+    except ForbiddenJobError:
+        return None
+    except Exception:  # a field RQ cannot parse: the normal path sets the job aside
+        return None
+    return DrainedBatch(job.id, job.args[0], job.args[1], sent_at)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
