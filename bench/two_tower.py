@@ -7,7 +7,9 @@ process one after the other:
 
 * ``quickstart`` and ``basic-retrieval``: the TFRS tutorials' models (user-id and item-id
   towers, their optimizers and batch sizes) at ``--epochs`` and at the tutorials' 3;
-* ``two-tower``: streamrec's (history-pooling user tower, logQ correction) at ``--epochs``;
+* ``two-tower``: streamrec's (history-pooling user tower, logQ correction; item tower from
+  the item id and the item's genres and title words, read from ``u.item`` and ``u.genre``)
+  at ``--epochs``, and ``two-tower, ids only``: the same without item features;
 * ``popularity``; ``als`` (streamrec's defaults); ``kmf`` and ``gmf`` (rating models: items
   ranked by predicted rating).
 
@@ -24,6 +26,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,8 @@ def main() -> None:
     users = np.arange(train.shape[0])
     tf_runtime.recommenders()  # imported once, before any clock starts
     print(f"{args.data}: {train.nnz:,} train / {test.nnz:,} test interactions, seed {args.seed}")
+    described = sum(bool(f) for f in loaded.data.item_features or ())
+    print(f"item features (genres, title words): {described:,} of {train.shape[1]:,} items")
 
     rows: dict[str, dict[str, Any]] = {}
 
@@ -78,8 +83,12 @@ def main() -> None:
     from streamrec.models.two_tower_train import fit_two_tower
 
     params = TwoTowerParams(epochs=args.epochs, seed=args.seed)
-    ours, seconds = _timed(lambda: fit_two_tower(train, params))
+    features = loaded.data.item_features
+    ours, seconds = _timed(lambda: fit_two_tower(train, params, item_features=features))
     row(f"two-tower ({args.epochs} ep)", ours.fold_in_users(train), ours.item_vectors, seconds)
+    ids_only = replace(params, item_features=False)
+    plain, seconds = _timed(lambda: fit_two_tower(train, ids_only))
+    row("two-tower, ids only", plain.fold_in_users(train), plain.item_vectors, seconds)
 
     counts = np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
     row("popularity", np.ones((train.shape[0], 1), np.float32), counts[:, None], 0.0)

@@ -69,6 +69,11 @@ def item_names_key() -> str:
     return f"{PREFIX}:items:names"
 
 
+def item_tags_key() -> str:
+    """Hash item id -> the item's tags (MovieLens genres), joined by ``|``."""
+    return f"{PREFIX}:items:tags"
+
+
 def popularity_key() -> str:
     """Sorted set item -> number of distinct users who interacted with it."""
     return f"{PREFIX}:popularity"
@@ -153,3 +158,19 @@ def popular_key() -> str:
 def user_cache_keys(user: str, models: Sequence[str]) -> list[str]:
     """Every cache key of ``user`` (deleted when the user is forgotten)."""
     return [recommendations_key(user, model) for model in models]
+
+
+def model_published_key(model: str) -> str:
+    """Hash of the last publish of ``model``: ``version``, ``at`` (epoch seconds) and
+    ``events`` (events applied to the state by then), read by the scheduler."""
+    return f"{PREFIX}:models:{model}:published"
+
+
+def scheduler_lease_key() -> str:
+    """String with a time to live: the token of the active scheduler."""
+    return f"{PREFIX}:scheduler:lease"
+
+
+def scheduler_tasks_key() -> str:
+    """Hash task (``retrain:als``) -> JSON of its last enqueue (job id, time)."""
+    return f"{PREFIX}:scheduler:tasks"

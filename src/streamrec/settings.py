@@ -29,6 +29,9 @@ MAX_STORED_WEIGHT = 1e15
 MAX_CALL_EVENTS_LIMIT = 5_000
 #: Largest producer batch: one RQ job, written to and read from Redis in one command each.
 MAX_BATCH_SIZE = 10_000
+#: Models that can re-rank another's candidates (``rerank``): the registry's re-rankers
+#: (serving/registry.py, whose ``reranks`` field a test keeps equal to this).
+RERANKERS: tuple[str, ...] = ("gmf",)
 #: Largest ``drain_batches`` (event batches applied together by one job).
 MAX_DRAIN_BATCHES = 100
 
@@ -73,6 +76,20 @@ class Settings:
             before it exits with an error.
         drain_batches: event batches a worker takes from the queue behind the one it runs,
             to apply and serve them together when it falls behind (0 = one at a time).
+        retrain_every: seconds between scheduled retrains, per model (``"*"``: any trained
+            model not named; a missing entry or 0: never on a clock).
+        retrain_after_events: events applied since a model's last publish that make the
+            scheduler retrain it, per model like ``retrain_every`` (0: never).
+        rebuild_every: seconds between scheduled index rebuilds (items folded in since the
+            last publish joined to the model's index), per model like ``retrain_every``.
+        scheduler_ttl: seconds the active scheduler's lease lasts unrenewed: a standby
+            scheduler takes over within it when the active one dies.
+        rerank: a model that re-ranks the two-tower's candidates in its cached lists
+            (``"gmf"``), or None for the two-tower's own order.
+        rerank_candidates: two-tower candidates per user the re-ranker orders (≥ ``top_k``).
+        rerank_discount: stars of predicted rating a candidate must gain per place it climbs
+            in the two-tower's list (0: by predicted rating alone; see
+            :mod:`~streamrec.models.rerank`).
     """
 
     redis_url: str | None = None
@@ -99,6 +116,13 @@ class Settings:
     worker_ttl: int = 30
     reconnect_timeout: float = 300.0
     drain_batches: int = 15
+    retrain_every: Mapping[str, float] = field(default_factory=lambda: _every_model(86_400.0))
+    retrain_after_events: Mapping[str, float] = field(default_factory=lambda: _every_model(100_000))
+    rebuild_every: Mapping[str, float] = field(default_factory=lambda: _every_model(3_600.0))
+    scheduler_ttl: float = 10.0
+    rerank: str | None = None
+    rerank_candidates: int = 100
+    rerank_discount: float = 0.25
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
@@ -127,6 +151,12 @@ class Settings:
                 f"drain_batches must be between 0 and {MAX_DRAIN_BATCHES} "
                 f"(got {self.drain_batches!r})"
             )
+        for name in ("retrain_every", "retrain_after_events", "rebuild_every"):
+            for model, value in getattr(self, name).items():
+                if not (math.isfinite(value) and value >= 0):
+                    raise ConfigError(f"{name} of {model} must be a number ≥ 0 (got {value!r})")
+        if not (math.isfinite(self.scheduler_ttl) and self.scheduler_ttl >= 1):
+            raise ConfigError(f"scheduler_ttl must be ≥ 1 second (got {self.scheduler_ttl!r})")
         if self.max_buffered < 1:
             raise ConfigError(f"max_buffered must be ≥ 1 (got {self.max_buffered!r})")
         if self.worker_ttl < 5:
@@ -149,6 +179,24 @@ class Settings:
         for value in (self.rating_min, self.rating_max):
             if not math.isfinite(value):
                 raise ConfigError(f"the rating scale must be finite (got {value!r})")
+        self._check_rerank()
+
+    def _check_rerank(self) -> None:
+        if self.rerank is not None and self.rerank not in RERANKERS:
+            raise ConfigError(
+                f"rerank must be one of {', '.join(RERANKERS)} or unset (got {self.rerank!r})"
+            )
+        if self.rerank_candidates < 1:
+            raise ConfigError(f"rerank_candidates must be ≥ 1 (got {self.rerank_candidates!r})")
+        if self.rerank is not None and self.rerank_candidates < self.top_k:
+            raise ConfigError(
+                f"rerank_candidates must be ≥ top_k ({self.top_k}) when rerank is set "
+                f"(got {self.rerank_candidates!r})"
+            )
+        if not (math.isfinite(self.rerank_discount) and self.rerank_discount >= 0):
+            raise ConfigError(
+                f"rerank_discount must be a finite number ≥ 0 (got {self.rerank_discount!r})"
+            )
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -180,7 +228,9 @@ class Settings:
         ``STREAMREC_TOP_K``, ``STREAMREC_MIRROR_USERS``, ``STREAMREC_MAX_WEIGHT``,
         ``STREAMREC_MAX_CALL_EVENTS``, ``STREAMREC_SOCKET_TIMEOUT``,
         ``STREAMREC_CONNECT_TIMEOUT``, ``STREAMREC_DELIVERY_TIMEOUT``,
-        ``STREAMREC_MAX_BUFFERED``, ``STREAMREC_WORKER_TTL``, ``STREAMREC_RECONNECT_TIMEOUT``.
+        ``STREAMREC_MAX_BUFFERED``, ``STREAMREC_WORKER_TTL``, ``STREAMREC_RECONNECT_TIMEOUT``,
+        ``STREAMREC_RERANK`` (empty: none), ``STREAMREC_RERANK_CANDIDATES``,
+        ``STREAMREC_RERANK_DISCOUNT``.
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
@@ -197,8 +247,13 @@ class Settings:
                     raise ConfigError(
                         f"{var} must be a {kind.__name__} (got {env[var]!r})"
                     ) from None
+        for var, name in _PER_MODEL.items():
+            if env.get(var, "").strip():
+                kw[name] = MappingProxyType(parse_per_model(var, env[var]))
         if env.get("STREAMREC_KIND_WEIGHTS"):
             kw["kind_weights"] = MappingProxyType(parse_kind_weights(env["STREAMREC_KIND_WEIGHTS"]))
+        if env.get("STREAMREC_RERANK", "").strip():
+            kw["rerank"] = env["STREAMREC_RERANK"].strip()
         return cls(**kw)
 
     def child_env(self, base: Mapping[str, str]) -> dict[str, str]:
@@ -214,8 +269,12 @@ class Settings:
         env = {var: repr(getattr(self, name)) for var, (name, _) in _NUMBERS.items()}
         env["STREAMREC_HOME"] = str(self.home)
         env["STREAMREC_KIND_WEIGHTS"] = ",".join(f"{k}={w!r}" for k, w in self.kind_weights.items())
+        for var, name in _PER_MODEL.items():
+            env[var] = ",".join(f"{k}={v!r}" for k, v in getattr(self, name).items()) or "-"
         if self.redis_url:
             env["STREAMREC_REDIS_URL"] = self.redis_url
+        if self.rerank is not None:
+            env["STREAMREC_RERANK"] = self.rerank
         return env
 
 
@@ -240,6 +299,9 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "STREAMREC_WORKER_TTL": ("worker_ttl", int),
     "STREAMREC_RECONNECT_TIMEOUT": ("reconnect_timeout", float),
     "STREAMREC_DRAIN_BATCHES": ("drain_batches", int),
+    "STREAMREC_SCHEDULER_TTL": ("scheduler_ttl", float),
+    "STREAMREC_RERANK_CANDIDATES": ("rerank_candidates", int),
+    "STREAMREC_RERANK_DISCOUNT": ("rerank_discount", float),
 }
 
 
@@ -264,6 +326,42 @@ def redact_url(url: str) -> str:
     user, colon, _ = credentials.partition(":")
     hidden = f"{user}:***" if colon else "***"
     return f"{scheme}{sep}{hidden}@{host}"
+
+
+#: Per-model settings by variable: field.
+_PER_MODEL: dict[str, str] = {
+    "STREAMREC_RETRAIN_EVERY": "retrain_every",
+    "STREAMREC_RETRAIN_AFTER_EVENTS": "retrain_after_events",
+    "STREAMREC_REBUILD_EVERY": "rebuild_every",
+}
+
+
+def _every_model(value: float) -> Mapping[str, float]:
+    return MappingProxyType({"*": value})
+
+
+def parse_per_model(var: str, text: str) -> dict[str, float]:
+    """Parse a per-model setting: ``"3600"`` (every model), ``"als=600,*=3600"``, or ``"-"``
+    (none)."""
+    if text.strip() == "-":
+        return {}
+    values: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        try:
+            values[name.strip() if sep else "*"] = float(value)
+            if sep and not name.strip():
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{var} entries must look like model=number or number (got {part!r})"
+            ) from None
+    return values
+
+
+def per_model(values: Mapping[str, float], model: str) -> float:
+    """A per-model setting's value for ``model`` (its own, else ``"*"``'s, else 0)."""
+    return float(values.get(model, values.get("*", 0.0)))
 
 
 def parse_kind_weights(text: str) -> dict[str, float]:

@@ -101,3 +101,42 @@ def test_a_child_gets_exactly_the_parents_settings(tmp_path: Path) -> None:
     env = Settings(home=tmp_path).child_env(parent)
     assert env["PATH"] == "/bin" and "STREAMREC_REDIS_URL" not in env
     assert Settings.from_env(env) == Settings(home=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMREC_RERANK": "kmf"}, r"rerank must be one of gmf or unset \(got 'kmf'\)"),
+        ({"STREAMREC_RERANK_CANDIDATES": "0"}, r"rerank_candidates must be ≥ 1 \(got 0\)"),
+        (
+            {"STREAMREC_RERANK": "gmf", "STREAMREC_RERANK_CANDIDATES": "10"},
+            r"rerank_candidates must be ≥ top_k \(20\) when rerank is set \(got 10\)",
+        ),
+        ({"STREAMREC_RERANK_CANDIDATES": "many"}, "STREAMREC_RERANK_CANDIDATES must be a int"),
+        ({"STREAMREC_RERANK_DISCOUNT": "-0.5"}, r"rerank_discount must be .* ≥ 0 \(got -0.5\)"),
+        ({"STREAMREC_RERANK_DISCOUNT": "inf"}, r"rerank_discount must be a finite .*\(got inf\)"),
+    ],
+)
+def test_rerank_settings_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_rerank_is_off_by_default_and_travels_to_children(tmp_path: Path) -> None:
+    assert Settings().rerank is None and Settings.from_env({"STREAMREC_RERANK": " "}).rerank is None
+    settings = Settings.from_env(
+        {
+            "STREAMREC_HOME": str(tmp_path),
+            "STREAMREC_RERANK": "gmf",
+            "STREAMREC_RERANK_CANDIDATES": "50",
+            "STREAMREC_RERANK_DISCOUNT": "0.5",
+        }
+    )
+    assert (settings.rerank, settings.rerank_candidates, settings.rerank_discount) == (
+        "gmf",
+        50,
+        0.5,
+    )
+    assert Settings.from_env(settings.child_env({"PATH": "/bin"})) == settings
+    # a list shorter than the cached ones is fine while nothing re-ranks
+    assert Settings(rerank_candidates=5).rerank_candidates == 5

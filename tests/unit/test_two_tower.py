@@ -12,7 +12,12 @@ import pytest
 import scipy.sparse as sp
 
 from streamrec.errors import ConfigError
-from streamrec.models.two_tower import TwoTower, TwoTowerParams
+from streamrec.models.two_tower import (
+    TwoTower,
+    TwoTowerParams,
+    feature_matrix,
+    feature_vocabulary,
+)
 
 N_ITEMS, DIM = 30, 6
 
@@ -132,8 +137,61 @@ def test_save_and_load_give_the_same_lists(model: TwoTower, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("field", "value"),
     [("dim", 0), ("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("temperature", -1.0),
-     ("pooling", "max")],
+     ("pooling", "max"), ("feature_min_count", 0)],
 )  # fmt: skip
 def test_params_name_the_bad_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{field} .*{value!r}"):
         TwoTowerParams(**{field: value})  # type: ignore[arg-type]
+
+
+FEATURES = (("tag:drama", "word:heat"), ("tag:drama",), (), ("tag:comedy", "word:heat", "x"))
+
+
+def test_the_feature_vocabulary_keeps_what_enough_items_have() -> None:
+    assert feature_vocabulary(FEATURES, 2) == ("tag:drama", "word:heat")
+    assert feature_vocabulary(FEATURES, 1) == ("tag:comedy", "tag:drama", "word:heat", "x")
+    assert feature_vocabulary((("a", "a"), ("b",)), 2) == ()  # an item counts once
+
+
+def test_the_feature_matrix_averages_the_known_features_of_each_item() -> None:
+    pooled = feature_matrix(FEATURES, ("tag:drama", "word:heat")).toarray()
+    np.testing.assert_allclose(pooled, [[0.5, 0.5], [1, 0], [0, 0], [0, 1]])
+
+
+def test_items_without_trained_vectors_get_them_from_their_features(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=(2, DIM)).astype(np.float32)
+    model = TwoTower(
+        TwoTowerParams(dim=DIM), rng.normal(size=(N_ITEMS, DIM)), np.eye(DIM), np.zeros(DIM),
+        rng.normal(size=(N_ITEMS, DIM)), features=("tag:drama", "word:heat"),
+        feature_embeddings=t,
+    )  # fmt: skip
+    vectors = model.feature_vectors([("word:heat", "tag:drama", "unknown"), ("unknown",)])
+    np.testing.assert_allclose(vectors, [(t[0] + t[1]) / 2, np.zeros(DIM)], rtol=1e-6)
+    model.add_items(np.array([N_ITEMS]), vectors[:1])
+    model.save(tmp_path / "v1")
+    loaded = TwoTower.load(tmp_path / "v1")
+    assert loaded.features == model.features
+    np.testing.assert_array_equal(loaded.feature_embeddings, t)
+    np.testing.assert_array_equal(loaded.item_vectors, model.item_vectors)
+
+
+def test_a_model_saved_before_item_features_loads_with_none(
+    model: TwoTower, tmp_path: Path
+) -> None:
+    model.save(tmp_path / "old")
+    with np.load(tmp_path / "old" / "model.npz") as a:
+        kept = {name: a[name] for name in a.files if not name.startswith("feature")}
+    np.savez(tmp_path / "old" / "model.npz", **kept)
+    loaded = TwoTower.load(tmp_path / "old")
+    assert loaded.features == () and loaded.feature_embeddings.shape == (0, DIM)
+    assert not loaded.feature_vectors([("tag:drama",)]).any()
+    np.testing.assert_array_equal(loaded.item_vectors, model.item_vectors)
+
+
+def test_feature_embeddings_must_match_the_vocabulary() -> None:
+    with pytest.raises(ValueError, match=r"feature_embeddings must be \(1, 6\)"):
+        TwoTower(
+            TwoTowerParams(dim=DIM), np.zeros((2, DIM)), np.eye(DIM), np.zeros(DIM),
+            np.zeros((2, DIM)), features=("a",), feature_embeddings=np.zeros((2, DIM)),
+        )  # fmt: skip

@@ -2,7 +2,9 @@
 
 ALS is scored by ranking metrics (``--metric ranking``) on every interaction; KernelMF by
 rating error (``--metric rmse``) on the file's ratings only; the two-tower model by TFRS's
-top-k accuracy beside the ranking metrics (``--metric topk-accuracy``).
+top-k accuracy beside the ranking metrics (``--metric topk-accuracy``); ``--rerank gmf`` adds
+the two-tower's lists re-ranked by GMF (``STREAMREC_RERANK_CANDIDATES`` and
+``STREAMREC_RERANK_DISCOUNT`` as workers serve them) on the same split.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ _TOPK_LABELS = {
     "random": "NDCG ratio two-tower / popularity",
     "new-users": "NDCG ratio fold-in / trained with them",
 }
+_RERANK_LABELS = {
+    "random": "NDCG ratio {model} re-rank / two-tower",
+    "new-users": "NDCG ratio fold-in {model} re-rank / fold-in",
+}
+#: Re-ranking models by name (``--rerank``) and the model each re-ranks.
+_RERANKERS = {name: model.reranks for name, model in REGISTRY.items() if model.reranks}
 _RMSE_LABELS = {
     "random": "RMSE ratio {model} / global mean",
     "new-users": "RMSE ratio update_users / trained with them",
@@ -45,7 +53,7 @@ _RMSE_LABELS = {
     type=click.Choice(_METRICS),
     default=None,
     help="ranking (P/R/NDCG/MAP@k, coverage: als), rmse (rating error: kmf) or "
-    "topk-accuracy (TFRS FactorizedTopK beside P/NDCG@k: two-tower); default: the model's.",
+    "topk-accuracy (TFRS FactorizedTopK beside P/R/NDCG/MAP@k: two-tower); default: the model's.",
 )
 @click.option(
     "--data",
@@ -62,6 +70,13 @@ _RMSE_LABELS = {
     show_default=True,
     help="random: 20 % of interactions held out; new-users: 20 % of users folded in.",
 )
+@click.option(
+    "--rerank",
+    type=click.Choice(list(_RERANKERS)),
+    default=None,
+    help="Also score the lists re-ranked by this model (gmf: --model two-tower), with "
+    "STREAMREC_RERANK_CANDIDATES and STREAMREC_RERANK_DISCOUNT.",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Split and model seed.")
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -74,6 +89,7 @@ def evaluate(
     path: Path,
     fmt: str,
     protocol: str,
+    rerank: str | None,
     seed: int,
     k: int,
     as_json: bool,
@@ -86,11 +102,15 @@ def evaluate(
     metric = metric or chosen.metric
     if metric != chosen.metric:
         raise ConfigError(f"--model {model} is evaluated by --metric {chosen.metric}")
+    if rerank is not None and _RERANKERS[rerank] != model:
+        raise ConfigError(f"--rerank {rerank} re-ranks --model {_RERANKERS[rerank]} (got {model})")
     mine = {option.name for option in chosen.options}
     params = chosen.make_params(app.settings, {k: v for k, v in values.items() if k in mine})
     source = open_source(path, fmt)
 
     def run(loaded: LoadedInteractions) -> dict[str, Any]:
+        if rerank is not None:
+            return _reranked(app, loaded, rerank, protocol, params, k, seed)
         if not chosen.ratings_only:
             return chosen.protocols[protocol](loaded.data, params, k, seed)
         ratings = loaded.ratings()
@@ -121,6 +141,26 @@ def evaluate(
         click.echo(json.dumps(result, indent=2))
     else:
         _print_table(app, result)
+
+
+def _reranked(
+    app: AppContext,
+    loaded: LoadedInteractions,
+    rerank: str,
+    protocol: str,
+    params: Any,
+    k: int,
+    seed: int,
+) -> dict[str, Any]:
+    stage = spec(rerank)
+    ratings = loaded.ratings()
+    if len(ratings) == 0:
+        raise ImportFormatError(f"the data holds no ratings: --rerank {rerank} learns from them")
+    settings = app.settings
+    return stage.rerank_protocols[protocol](
+        loaded.data, ratings, params, stage.make_params(settings), k, seed,
+        candidates=settings.rerank_candidates, discount=settings.rerank_discount,
+    )  # fmt: skip
 
 
 def _require_rows(loaded: LoadedInteractions, path: Path) -> LoadedInteractions:
@@ -156,8 +196,12 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
         )
         tops = [name for name in result[result["rows"][0]] if name.startswith("top_")]
         columns = [f"top-{name[4:]}" for name in tops]
-        columns += [f"{name}@{k}" for name in ("P", "NDCG")] + ["users", "fit s"]
-        figures = (*tops, "precision", "ndcg")
+        columns += [f"{name}@{k}" for name in ("P", "R", "NDCG", "MAP")]
+        figures = (*tops, "precision", "recall", "ndcg", "map")
+        if "rerank" in result:  # and the metrics of the held-out ratings near the top
+            columns += [f"liked {name}@{k}" for name in ("P", "NDCG")]
+            figures += ("liked_precision", "liked_ndcg")
+        columns += ["users", "fit s"]
         counted, ratio, label = "users", result["ndcg_ratio"], _TOPK_LABELS
     else:
         title = (
@@ -185,3 +229,11 @@ def _print_table(app: AppContext, result: dict[str, Any]) -> None:
     app.console.print(f"{label[result['protocol']].format(model=result['model'])}: {shown}")
     if "top_100_ratio" in result and result["top_100_ratio"] is not None:
         app.console.print(f"top-100 accuracy ratio: {result['top_100_ratio']:.3f}")
+    if "rerank" in result:
+        stage, ratio = result["rerank"], result["rerank_ndcg_ratio"]
+        shown = "n/a (denominator is 0)" if ratio is None else f"{ratio:.3f}"
+        app.console.print(
+            f"{_RERANK_LABELS[result['protocol']].format(model=stage['model'])}: {shown} "
+            f"({stage['candidates']} candidates, discount {stage['discount']:g} per place; "
+            f"liked: held-out ratings ≥ {stage['params']['max_rating'] - 1:g})"
+        )

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import scipy.sparse
 
 from streamrec.data.importers import ImportSource
+from streamrec.data.item_features import ItemFeatures, item_features
 from streamrec.errors import InvalidEventError
 from streamrec.events import EventValidator
 from streamrec.settings import RATING_KIND, Settings
@@ -45,6 +46,8 @@ class Interactions:
         timestamps: float64 epoch seconds, shape (n,); NaN where unknown.
         n_users: number of users (rows of the matrix).
         n_items: number of items (columns of the matrix).
+        item_features: per item, its features (:mod:`streamrec.data.item_features`:
+            tags, name words), ``n_items`` tuples; None when nothing is known of the items.
     """
 
     users: npt.NDArray[np.int64]
@@ -53,6 +56,7 @@ class Interactions:
     timestamps: npt.NDArray[np.float64]
     n_users: int
     n_items: int
+    item_features: ItemFeatures | None = None
 
     def __post_init__(self) -> None:
         n = np.shape(self.users)
@@ -64,6 +68,11 @@ class Interactions:
         for ids, bound in ((self.users, self.n_users), (self.items, self.n_items)):
             if ids.size and not 0 <= ids.min() <= ids.max() < bound:
                 raise ValueError(f"ids must lie in [0, {bound}) (got {ids.min()}..{ids.max()})")
+        if self.item_features is not None and len(self.item_features) != self.n_items:
+            raise ValueError(
+                f"item_features must have one entry per item, {self.n_items} "
+                f"(got {len(self.item_features)})"
+            )
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -85,9 +94,12 @@ class Interactions:
         return csr
 
     def subset(self, mask: npt.NDArray[np.bool_] | npt.NDArray[np.integer]) -> Interactions:
-        """The rows selected by ``mask`` (bool, shape (n,), or integer positions), same sizes."""
+        """The rows selected by ``mask`` (bool, shape (n,), or integer positions), same sizes
+        and item features."""
         parts = (self.users[mask], self.items[mask], self.weights[mask], self.timestamps[mask])
-        return Interactions(*parts, n_users=self.n_users, n_items=self.n_items)
+        return Interactions(
+            *parts, n_users=self.n_users, n_items=self.n_items, item_features=self.item_features
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +138,8 @@ def read_interactions(
         progress: called with the number of records handled since its previous call.
 
     Returns:
-        The interactions; invalid rows are counted in ``rejected`` and skipped.
+        The interactions (with the features of their items, from the source's names and
+        tags); invalid rows are counted in ``rejected`` and skipped.
     """
     validator = EventValidator(settings)
     multipliers = settings.kind_weights
@@ -191,6 +204,8 @@ def read_interactions(
         timestamps=np.asarray(stamps, dtype=np.float64),
         n_users=len(user_ids),
         n_items=len(item_ids),
+        # After the records: a source may learn its names while they are read (lastfm-360k).
+        item_features=item_features(list(item_ids), source.item_names, source.item_tags),
     )
     logger.info(
         "read %s (%s): %d interactions, %d users, %d items, %d rows rejected",

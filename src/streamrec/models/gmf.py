@@ -156,6 +156,32 @@ class GMF:
             pred[both] += np.sum(self._p[u[both]] * self._h * self._q[i[both]], axis=1)
         return self._clip(pred)
 
+    def rate(self, user_vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings of some items per folded-in user, clipped to the rating scale.
+
+        Args:
+            user_vectors: ``[p_u, b_u]`` rows (:meth:`fold_in_users`), shape
+                ``(n, factors + 1)``.
+            items: item ids per user, shape ``(n, m)``; ``-1`` is padding. An item the model
+                holds no parameters for is rated ``μ + b_u``, as :meth:`predict` does.
+
+        Returns:
+            ``(n, m)`` float64 ratings, NaN at padding.
+        """
+        self._require_fit()
+        uv = self._width(np.atleast_2d(np.asarray(user_vectors, dtype=np.float64)), "user vectors")
+        ids = np.asarray(items, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[0] != uv.shape[0]:
+            raise ValueError(f"items must have shape ({uv.shape[0]}, m) (got {ids.shape})")
+        d = self.params.factors
+        pred = np.broadcast_to(self._mean + uv[:, d : d + 1], ids.shape).copy()
+        known = (ids >= 0) & (ids < self.n_items)
+        if known.any():
+            safe = np.where(known, ids, 0)
+            term = np.einsum("nf,nmf->nm", uv[:, :d] * self._h, self._q[safe]) + self._bi[safe]
+            pred += np.where(known, term, 0.0)
+        return np.where(ids >= 0, self._clip(pred), np.nan)
+
     def fold_in_users(self, ratings: sp.csr_matrix) -> np.ndarray:
         """Solve users exactly against the frozen items (one ridge each); stores nothing.
 

@@ -5,7 +5,9 @@ is the item in the user's top-k over all items, k = 1, 5, 10, 50, 100; nothing f
 TFRS measures it) beside the ranking metrics ALS reports (P/R/NDCG/MAP@k, the user's train
 items filtered). ``random``: 20 % of the interactions held out, against the popularity list.
 ``new-users``: 20 % of the users unknown to the model, their queries pooled from their
-earliest 80 % (no retraining), against a model trained with those interactions.
+earliest 80 % (no retraining), against a model trained with those interactions. Item
+features (tags, name words) are those the data carries (``Interactions.item_features``, from
+the dataset's files); the params decide whether the item tower uses them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamrec.data.interactions import Interactions
+from streamrec.data.item_features import ItemFeatures
 from streamrec.data.splits import new_user_split, random_split
 from streamrec.models.evaluation import ranking_metrics, ratio
 from streamrec.models.index.exact import ExactIndex
@@ -31,14 +34,17 @@ KNOWN_USERS = 0.8
 FOLD_IN_FRACTION = 0.8
 KS = (1, 5, 10, 50, 100)
 
-#: Trains a model on a users × items matrix (the TensorFlow trainer, or a stand-in).
-Trainer = Callable[[sp.csr_matrix, TwoTowerParams], TwoTower]
+#: Trains a model on a users × items matrix and the items' features (the TensorFlow
+#: trainer, or a stand-in).
+Trainer = Callable[[sp.csr_matrix, TwoTowerParams, ItemFeatures | None], TwoTower]
 
 
-def _default_trainer(train: sp.csr_matrix, params: TwoTowerParams) -> TwoTower:
+def _default_trainer(
+    train: sp.csr_matrix, params: TwoTowerParams, item_features: ItemFeatures | None
+) -> TwoTower:
     from streamrec.models.two_tower_train import fit_two_tower  # TensorFlow: only here
 
-    return fit_two_tower(train, params)
+    return fit_two_tower(train, params, item_features=item_features)
 
 
 def evaluate_two_tower_random(
@@ -60,7 +66,7 @@ def evaluate_two_tower_random(
     train, test = split.train.to_csr(), split.test.to_csr()
     params = replace(params, seed=seed)
     start = time.perf_counter()
-    model = trainer(train, params)
+    model = trainer(train, params, data.item_features)
     seconds = time.perf_counter() - start
     every = np.arange(train.shape[0])
     ours = retrieval_scores(model.fold_in_users(train), model.item_vectors, train, test, every, k)
@@ -102,7 +108,7 @@ def evaluate_two_tower_new_users(
     results: dict[str, dict[str, Any]] = {}
     for name, train in (("fold_in", base), ("trained_with_them", (base + fold_in).tocsr())):
         start = time.perf_counter()
-        model = trainer(train, params)
+        model = trainer(train, params, data.item_features)
         seconds = time.perf_counter() - start
         queries = np.zeros((fold_in.shape[0], model.item_vectors.shape[1]), dtype=np.float32)
         queries[users] = model.fold_in_users(fold_in[users])

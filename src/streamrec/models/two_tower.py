@@ -1,7 +1,10 @@
 """The two-tower retrieval model in its served form: numpy only, no TensorFlow.
 
-Item tower: a vector per item. User tower: the user's history pooled, then one dense layer::
+Item tower: a vector per item, its id embedding plus the mean of its features' embeddings
+(tags and name words, :mod:`streamrec.data.item_features`; an item with none has the id
+part only), precomputed. User tower: the user's history pooled, then one dense layer::
 
+    e_i      = v_i + Σ_f∈F(i) t_f / |F(i)|    (v: item id embeddings, t: feature embeddings)
     pooled_u = Σ_h w_uh x_h / Σ_h w_uh        (x: history embeddings, w: pooling weights)
     q_u      = pooled_u W + b                 (the query)
     score_ui = q_u · e_i                      (e: item vectors)
@@ -11,12 +14,14 @@ plays exactly as for a trained user (no retraining, no TensorFlow), and a score 
 exactly into the share of each history item: ``w_uh / Σw · (x_h W) · e_i`` plus the bias
 term ``b · e_i``; :meth:`TwoTower.because` names the largest shares. The trainer
 (:mod:`streamrec.models.two_tower_train`, TensorFlow Recommenders) learns ``x``, ``W``,
-``b`` and ``e``.
+``b``, ``v`` and ``t``; the model keeps ``t`` and its feature vocabulary, so an item it
+never learned gets a vector from its features alone (:meth:`TwoTower.feature_vectors`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +53,9 @@ class TwoTowerParams:
         logq: correct the in-batch softmax for item popularity (logQ correction).
         pooling: weight of a history item in the pooled history: ``binary`` (1) or ``log``
             (``log1p`` of its raw weight).
+        item_features: add the mean embedding of an item's features (tags, name words) to
+            its id embedding in the item tower, when the items have features.
+        feature_min_count: a feature is embedded when at least this many items have it.
         seed: seed of initialisation and shuffling.
     """
 
@@ -59,10 +67,12 @@ class TwoTowerParams:
     temperature: float = 0.1
     logq: bool = True
     pooling: Pooling = "binary"
+    item_features: bool = True
+    feature_min_count: int = 2
     seed: int = 42
 
     def __post_init__(self) -> None:
-        for name in ("dim", "epochs", "batch_size"):
+        for name in ("dim", "epochs", "batch_size", "feature_min_count"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)!r})")
         for name in ("lr", "temperature"):
@@ -72,6 +82,28 @@ class TwoTowerParams:
             raise ConfigError(f"optimizer must be 'adam' or 'adagrad' (got {self.optimizer!r})")
         if self.pooling not in ("binary", "log"):
             raise ConfigError(f"pooling must be 'binary' or 'log' (got {self.pooling!r})")
+
+
+def feature_vocabulary(features: Sequence[Sequence[str]], min_count: int) -> tuple[str, ...]:
+    """The features at least ``min_count`` items have (``features``: one sequence per
+    item), sorted."""
+    counts = Counter(f for item in features for f in set(item))
+    return tuple(sorted(f for f, n in counts.items() if n >= min_count))
+
+
+def feature_matrix(features: Sequence[Sequence[str]], vocabulary: Sequence[str]) -> sp.csr_matrix:
+    """Mean pooling of feature embeddings as a matrix: ``(len(features), len(vocabulary))``
+    float32 CSR whose row ``i`` holds ``1 / k`` at the ``k`` features of item ``i`` in the
+    vocabulary (others are ignored); an item with none has an empty row."""
+    column = {f: n for n, f in enumerate(vocabulary)}
+    indptr, indices = [0], []
+    for item in features:
+        indices += sorted({column[f] for f in item if f in column})
+        indptr.append(len(indices))
+    counts = np.diff(indptr)
+    data = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
+    shape = (len(features), len(vocabulary))
+    return sp.csr_matrix((data, np.asarray(indices, dtype=np.int32), indptr), shape=shape)
 
 
 def pooling_weights(rows: sp.csr_matrix, pooling: Pooling) -> sp.csr_matrix:
@@ -89,8 +121,10 @@ class TwoTower:
         history: history embeddings ``x``, ``(n_items, dim)``.
         projection: ``W``, ``(dim, dim)``.
         bias: ``b``, ``(dim,)``.
-        items: item vectors ``e``, ``(n_items, dim)``.
+        items: item vectors ``e``, ``(n_items, dim)`` (feature part included).
         trained_items: items the towers learned (later ones were folded in).
+        features: the feature vocabulary of the item tower (empty: ids only).
+        feature_embeddings: ``t``, ``(len(features), dim)``.
     """
 
     name = "two-tower"
@@ -103,8 +137,20 @@ class TwoTower:
         bias: np.ndarray,
         items: np.ndarray,
         trained_items: int | None = None,
+        features: Sequence[str] = (),
+        feature_embeddings: np.ndarray | None = None,
     ) -> None:
         self.params = params
+        self.features = tuple(features)
+        dim = np.shape(items)[1]
+        if feature_embeddings is None:
+            feature_embeddings = np.zeros((len(self.features), dim), dtype=np.float32)
+        self.feature_embeddings = np.ascontiguousarray(feature_embeddings, dtype=np.float32)
+        if self.feature_embeddings.shape != (len(self.features), dim):
+            raise ValueError(
+                f"feature_embeddings must be ({len(self.features)}, {dim}), one row per "
+                f"feature (got {self.feature_embeddings.shape})"
+            )
         self.history = np.ascontiguousarray(history, dtype=np.float32)
         self.projection = np.ascontiguousarray(projection, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
@@ -209,6 +255,15 @@ class TwoTower:
         np.divide(mean * target, norms, out=out, where=norms > 0, casting="unsafe")
         return out
 
+    def feature_vectors(self, features: Sequence[Sequence[str]]) -> np.ndarray:
+        """Item-tower vectors of items from their features alone (the mean embedding of
+        those in the model's vocabulary), ``(len(features), dim)`` float32; an item with
+        none of them gets a zero vector. For items the towers never learned (their id
+        part is unknown): give them to :meth:`add_items`."""
+        return np.asarray(
+            feature_matrix(features, self.features) @ self.feature_embeddings, dtype=np.float32
+        )
+
     def add_items(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Give items ``ids`` (at or beyond the known ones) the item vectors ``vectors``;
         their history embeddings stay zero until the next training."""
@@ -233,14 +288,18 @@ class TwoTower:
             bias=self.bias,
             items=self.item_vectors,
             trained_items=np.int64(self.trained_items),
+            features=np.array(self.features, dtype=np.str_),
+            feature_embeddings=self.feature_embeddings,
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
 
     @classmethod
     def load(cls, path: Path) -> TwoTower:
-        """Read a model written by :meth:`save` (no pickle)."""
+        """Read a model written by :meth:`save` (no pickle; a model saved before item
+        features has none)."""
         params = TwoTowerParams(**json.loads((path / "params.json").read_text()))
         with np.load(path / "model.npz", allow_pickle=False) as a:
+            features = a["features"].tolist() if "features" in a.files else []
             return cls(
                 params,
                 a["history"],
@@ -248,4 +307,6 @@ class TwoTower:
                 a["bias"],
                 a["items"],
                 int(a["trained_items"]),
+                features,
+                a["feature_embeddings"] if "feature_embeddings" in a.files else None,
             )

@@ -4,16 +4,22 @@ Each training row is one (user, item) pair of the history matrix. The user tower
 user's history **without the target item** (``(S_u − w_ui x_i) / (T_u − w_ui)`` with
 ``S = H X`` one sparse product per step, ``T`` the pooling weight sums), so it learns to
 predict an item from the others, as it will for a user it never saw. The item tower is the
-item's embedding. The loss is TFRS's in-batch softmax ``Retrieval`` task, with the logQ
-correction (each item's share of the pairs as its sampling probability: without it the
-in-batch negatives over-punish popular items) and accidental hits removed. The result is
-exported to :class:`~streamrec.models.two_tower.TwoTower` (numpy), which is what serves.
+item's id embedding plus the mean embedding of its features (tags, name words: those at
+least ``feature_min_count`` items have; one sparse product ``F T`` per step, ``F`` the
+mean-pooling matrix of :func:`~streamrec.models.two_tower.feature_matrix`), or the id
+embedding alone when ``item_features`` is off or no item has such a feature. The loss is
+TFRS's in-batch softmax ``Retrieval`` task, with the logQ correction (each item's share of
+the pairs as its sampling probability: without it the in-batch negatives over-punish
+popular items) and accidental hits removed. The result is exported to
+:class:`~streamrec.models.two_tower.TwoTower` (numpy, the item vectors precomputed), which
+is what serves.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from streamrec.models import tf_runtime
-from streamrec.models.two_tower import TwoTower, TwoTowerParams, pooling_weights
+from streamrec.models.two_tower import (
+    TwoTower,
+    TwoTowerParams,
+    feature_matrix,
+    feature_vocabulary,
+    pooling_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +42,7 @@ def fit_two_tower(
     train: sp.csr_matrix,
     params: TwoTowerParams | None = None,
     progress: tf_runtime.EpochProgress | None = None,
+    item_features: Sequence[Sequence[str]] | None = None,
 ) -> TwoTower:
     """Train both towers on the pairs of ``train`` (users × items, raw weights).
 
@@ -37,12 +50,27 @@ def fit_two_tower(
         train: the histories learned from; every nonzero is a training pair.
         params: hyper-parameters (default :class:`TwoTowerParams`).
         progress: called after each epoch.
+        item_features: per item column of ``train``, its features
+            (:mod:`streamrec.data.item_features`); None: ids only.
+
+    Raises:
+        ValueError: ``item_features`` does not have one entry per item column.
     """
     params = params or TwoTowerParams()
+    train = sp.csr_matrix(train)
+    if item_features is not None and len(item_features) != train.shape[1]:
+        raise ValueError(
+            f"item_features must have one entry per item column of train, {train.shape[1]} "
+            f"(got {len(item_features)})"
+        )
+    vocabulary: tuple[str, ...] = ()
+    if params.item_features and item_features is not None:
+        vocabulary = feature_vocabulary(item_features, params.feature_min_count)
+    pooling = feature_matrix(item_features, vocabulary) if vocabulary and item_features else None
     tf = tf_runtime.tensorflow()
     tf_runtime.seed(params.seed)
-    model = _build(tf, tf_runtime.recommenders(), sp.csr_matrix(train), params)
-    pairs = _pairs(sp.csr_matrix(train), params)
+    model = _build(tf, tf_runtime.recommenders(), train, params, pooling)
+    pairs = _pairs(train, params)
     data = (
         tf.data.Dataset.from_tensor_slices(pairs)
         .shuffle(len(pairs["item"]), seed=params.seed, reshuffle_each_iteration=True)
@@ -54,13 +82,24 @@ def fit_two_tower(
     callbacks = [tf_runtime.epoch_callback(progress, params.epochs)] if progress is not None else []
     start = time.perf_counter()
     model.fit(data, epochs=params.epochs, verbose=0, callbacks=callbacks)
-    logger.info("two-tower: %d pairs, %.1f s", len(pairs["item"]), time.perf_counter() - start)
+    logger.info(
+        "two-tower: %d pairs, %d item features, %.1f s",
+        len(pairs["item"]),
+        len(vocabulary),
+        time.perf_counter() - start,
+    )
+    items = model.item_embedding.embeddings.numpy()
+    embedded = model.feature_embeddings.numpy() if pooling is not None else None
+    if pooling is not None:
+        items = items + np.asarray(pooling @ embedded, dtype=np.float32)
     return TrainedTwoTower(
         params,
         model.history_embeddings.numpy(),
         model.dense.kernel.numpy(),
         model.dense.bias.numpy(),
-        model.item_embedding.embeddings.numpy(),
+        items,
+        features=vocabulary,
+        feature_embeddings=embedded,
     )
 
 
@@ -129,8 +168,15 @@ def _pairs(train: sp.csr_matrix, params: TwoTowerParams) -> dict[str, np.ndarray
     }
 
 
-def _build(tf: Any, tfrs: Any, train: sp.csr_matrix, params: TwoTowerParams) -> Any:
-    """The Keras model (built here so that TensorFlow is imported only when training)."""
+def _build(
+    tf: Any,
+    tfrs: Any,
+    train: sp.csr_matrix,
+    params: TwoTowerParams,
+    pooling: sp.csr_matrix | None,
+) -> Any:
+    """The Keras model (built here so that TensorFlow is imported only when training);
+    ``pooling``: the items' feature mean-pooling matrix, or None for ids only."""
     w = pooling_weights(train, params.pooling).tocoo()
     order = np.lexsort((w.col, w.row))
     history = tf.sparse.SparseTensor(
@@ -140,6 +186,14 @@ def _build(tf: Any, tfrs: Any, train: sp.csr_matrix, params: TwoTowerParams) -> 
     )
     totals = tf.constant(np.asarray(w.tocsr().sum(axis=1)).ravel().astype(np.float32))
     n_items, dim = train.shape[1], params.dim
+    mean_of_features = None
+    if pooling is not None:
+        p = pooling.tocoo()
+        mean_of_features = tf.sparse.SparseTensor(
+            indices=np.stack([p.row, p.col], axis=1).astype(np.int64),
+            values=p.data.astype(np.float32),
+            dense_shape=pooling.shape,
+        )
 
     class Towers(tfrs.Model):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -152,6 +206,13 @@ def _build(tf: Any, tfrs: Any, train: sp.csr_matrix, params: TwoTowerParams) -> 
                     -0.05, 0.05, seed=params.seed + 1
                 ), name="items",
             )  # fmt: skip
+            if pooling is not None:
+                self.feature_embeddings = tf.Variable(
+                    tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=params.seed + 2)(
+                        (pooling.shape[1], dim)
+                    ),
+                    name="features",
+                )
             self.task = tfrs.tasks.Retrieval(
                 temperature=params.temperature, remove_accidental_hits=True
             )
@@ -166,9 +227,17 @@ def _build(tf: Any, tfrs: Any, train: sp.csr_matrix, params: TwoTowerParams) -> 
             pooled = tf.where(rest[:, None] > 1e-6, pooled / tf.maximum(rest, 1e-6)[:, None], 0.0)
             return self.dense(pooled)
 
+        def candidates(self, items: Any) -> Any:
+            """Item-tower vectors of ``items``: id embedding (+ mean feature embedding)."""
+            vectors = self.item_embedding(items)
+            if mean_of_features is None:
+                return vectors
+            pooled = tf.sparse.sparse_dense_matmul(mean_of_features, self.feature_embeddings)
+            return vectors + tf.gather(pooled, items)
+
         def compute_loss(self, features: dict[str, Any], training: bool = False) -> Any:
             queries = self.query(features["user"], features["item"], features["weight"])
-            candidates = self.item_embedding(features["item"])
+            candidates = self.candidates(features["item"])
             return self.task(
                 queries,
                 candidates,

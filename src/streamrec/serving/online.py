@@ -34,6 +34,7 @@ import redis
 from streamrec import keys
 from streamrec.events import Event
 from streamrec.serving.registry import REGISTRY
+from streamrec.serving.reranking import link_rerankers
 from streamrec.serving.served import ServedModel
 from streamrec.settings import RATING_KIND, Settings
 from streamrec.state.cache import Entry, RecommendationCache, popular_size
@@ -82,6 +83,7 @@ class OnlineServing:
             if models is not None
             else [model.served(connection, settings) for model in REGISTRY.values()]
         )
+        link_rerankers(self.models, connection, settings)  # settings.rerank
         self.busy = busy
         self._popular_at = 0.0
         self._pending: dict[str, StoredHistory] = {}

@@ -8,7 +8,7 @@ served online, evaluated offline, and which options the command line offers for 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -21,6 +21,10 @@ from streamrec.models.gmf_experiments import evaluate_gmf_new_users, evaluate_gm
 from streamrec.models.gmf_params import GMFParams
 from streamrec.models.kernel_mf_params import KERNELS, KernelMFParams
 from streamrec.models.rating_experiments import evaluate_kmf_new_users, evaluate_kmf_random
+from streamrec.models.rerank_experiments import (
+    evaluate_gmf_rerank_new_users,
+    evaluate_gmf_rerank_random,
+)
 from streamrec.models.retrieval_experiments import (
     evaluate_two_tower_new_users,
     evaluate_two_tower_random,
@@ -81,6 +85,11 @@ class ModelSpec:
         metric: how ``evaluate`` scores it: ``ranking`` or ``rmse``.
         protocols: ``evaluate``'s protocols (``random``, ``new-users``).
         ratings_only: it learns from ratings only (its evaluation reads the rating rows).
+        reranks: the model whose candidates it can re-rank in served lists
+            (``STREAMREC_RERANK``) and in ``evaluate --rerank``, or None.
+        rerank_protocols: ``evaluate --rerank``'s protocols: (interactions, their ratings,
+            the re-ranked model's params, this model's params, k, seed, candidates,
+            discount) -> results.
         explains: its model offers ``similar_items`` and ``explain`` (the CLI's ``similar``
             and ``explain`` commands).
     """
@@ -95,6 +104,8 @@ class ModelSpec:
     protocols: Mapping[str, Protocol]
     ratings_only: bool = False
     explains: bool = True
+    reranks: str | None = None
+    rerank_protocols: Mapping[str, Protocol] = field(default_factory=dict)
 
     def make_params(self, settings: Settings, values: Mapping[str, Any] | None = None) -> Any:
         """The params from option values (missing or None values keep the defaults; a
@@ -158,10 +169,13 @@ def _fit_gmf(params: GMFParams, rows: HistoryRows) -> tuple[GMF, int]:
 
 
 def _fit_two_tower(params: TwoTowerParams, rows: HistoryRows) -> tuple[TwoTower, int]:
+    """The item tower learns from the stored items' tags and names too (``rows.item_features``,
+    read from the state by the retrain when ``params.item_features`` is set)."""
     from streamrec.models.two_tower_train import fit_two_tower  # TensorFlow: only here
 
     matrix = _interactions(rows)
-    return fit_two_tower(matrix, params), int(matrix.nnz)
+    features = rows.item_features if params.item_features else None
+    return fit_two_tower(matrix, params, item_features=features), int(matrix.nnz)
 
 
 _FACTORS = Option("factors", "Latent dimensions.", int, low=1)
@@ -213,9 +227,15 @@ REGISTRY: dict[str, ModelSpec] = {
             Option("dim", "Embedding dimensions of both towers.", int, low=1),
             Option("epochs", "Passes over the training pairs.", int, low=1),
             Option("batch_size", "Pairs per step (in-batch negatives).", int, low=1),
-            Option("lr", "Adagrad learning rate.", float, low_open=True),
+            Option("lr", "Learning rate.", float, low_open=True),
             Option("temperature", "Softmax temperature.", float, low_open=True),
             Option("pooling", "Weight of a history item when pooled.", ("binary", "log")),
+            Option(
+                "feature_min_count",
+                "Items that must share a tag or name word for it to be embedded.",
+                int,
+                low=1,
+            ),
         ),
         served=ServedTwoTower,
         fit=_fit_two_tower,
@@ -239,6 +259,11 @@ REGISTRY: dict[str, ModelSpec] = {
         protocols={"random": evaluate_gmf_random, "new-users": evaluate_gmf_new_users},
         ratings_only=True,
         explains=False,
+        reranks="two-tower",
+        rerank_protocols={
+            "random": evaluate_gmf_rerank_random,
+            "new-users": evaluate_gmf_rerank_new_users,
+        },
     ),
 }
 

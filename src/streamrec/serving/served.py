@@ -5,7 +5,9 @@ weights); :class:`ServedKernelMF` serves the rating model from ratings only. Bot
 version only when the registry publishes a newer one, give items first seen after training
 a vector from the users being served, and encode cache entries the same way
 (:meth:`ServedModel.encode`). ``kernel_mf`` (and numba) is imported only when a KernelMF
-version is loaded, so a worker that serves ALS alone never pays for it.
+version is loaded, so a worker that serves ALS alone never pays for it. With
+``settings.rerank`` set, :class:`ServedTwoTower` hands its top candidates to
+:class:`ServedGMF` to re-order (:mod:`~streamrec.serving.reranking` links the two).
 """
 
 from __future__ import annotations
@@ -104,18 +106,29 @@ class ServedModel(ABC, Generic[M]):
     def load(self, folder: Path) -> M:
         """Read a published version."""
 
+    def add_new_items(self, rows: HistoryRows) -> int:
+        """Give the items of ``rows`` first seen after training a vector, from these users
+        (as serving does on the way); returns how many items the model knows now."""
+        assert self.model is not None
+        _add_new_items(self.model, self.source(rows))
+        return int(self.model.n_items)
+
     def source(self, rows: HistoryRows) -> sp.csr_matrix:
         """The matrix of ``rows`` the model learns from: every interaction (additive
         weights plus ratings) unless the model learns from ratings only."""
         return rows.ratings if self.ratings_only else rows.matrix
 
     def rank(
-        self, served: sp.csr_matrix, seen: list[np.ndarray]
+        self,
+        served: sp.csr_matrix,
+        seen: list[np.ndarray],
+        ratings: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k of users folded in from ``served`` (their rows of :meth:`source`, as wide as
         the model), never an item of ``seen``: ``(ids (n, k), scores (n, k), because
         (n, k, b))``, ``-1`` padding. The model folds users in (``fold_in_users``), ranks
-        (``recommend``) and explains from the same rows (``because``)."""
+        (``recommend``) and explains from the same rows (``because``). ``ratings``: the same
+        users' ratings, for a re-ranking stage (:class:`ServedTwoTower`)."""
         model: Any = self.model
         assert model is not None
         ids, scores = model.recommend(model.fold_in_users(served), self.k, seen)
@@ -139,7 +152,8 @@ class ServedModel(ABC, Generic[M]):
         seen = [
             history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
         ]
-        ids, scores, because = self.rank(served, seen)
+        ratings = rows.ratings if every else rows.ratings[active]
+        ids, scores, because = self.rank(served, seen, ratings)
         placed = np.any(ids >= 0, axis=1)  # users the model gave nothing read popular items
         if not placed.all():
             active, ids, scores, because = (a[placed] for a in (active, ids, scores, because))
@@ -214,7 +228,10 @@ class ServedALS(ServedModel[ImplicitALS]):
         return ImplicitALS.load(folder)
 
     def rank(
-        self, served: sp.csr_matrix, seen: list[np.ndarray]
+        self,
+        served: sp.csr_matrix,
+        seen: list[np.ndarray],
+        ratings: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact fold-in, top-k through the index, ``because`` from the same solve."""
         model = self.model
@@ -248,15 +265,34 @@ class ServedKernelMF(ServedRatingModel["KernelMF"]):
 
 
 class ServedGMF(ServedRatingModel["GMF"]):
-    """GMF (trained with TensorFlow), folded in by an exact ridge solve in numpy."""
+    """GMF (trained with TensorFlow), folded in by an exact ridge solve in numpy; also the
+    two-tower's optional re-ranking stage (:meth:`rerank`, ``settings.rerank``)."""
 
     name = "gmf"
+
+    def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
+        super().__init__(connection, settings, because)
+        self.discount = settings.rerank_discount
 
     def load(self, folder: Path) -> GMF:
         """Read a published version (numpy; TensorFlow is never imported)."""
         from streamrec.models.gmf import GMF
 
         return GMF.load(folder)
+
+    def rerank(
+        self, ratings: sp.csr_matrix, ids: np.ndarray, scores: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` of candidates ``(ids, scores)`` (``(n, N)``, best first) re-ranked
+        by the predicted ratings of the users whose ratings are ``ratings`` (``(n, any)``),
+        :func:`~streamrec.models.rerank.rerank_by_gmf`; users without a rating GMF can use
+        keep the candidates' order. Needs a version (:meth:`current`)."""
+        from streamrec.models.rerank import rerank_by_gmf
+
+        model = self.model
+        assert model is not None
+        vectors = model.fold_in_users(ratings)
+        return rerank_by_gmf(ids, scores, model, vectors, k, self.discount)
 
 
 class ServedTwoTower(ServedModel["TwoTower"]):
@@ -266,11 +302,49 @@ class ServedTwoTower(ServedModel["TwoTower"]):
 
     name = "two-tower"
 
+    def __init__(self, connection: redis.Redis, settings: Settings, because: int = 2) -> None:
+        super().__init__(connection, settings, because)
+        self.candidates = max(settings.rerank_candidates, self.k)
+        self.reranker: ServedGMF | None = None
+        self._sync_reranker = False
+
     def load(self, folder: Path) -> TwoTower:
         """Read a published version (the numpy export; TensorFlow is never imported)."""
         from streamrec.models.two_tower import TwoTower
 
         return TwoTower.load(folder)
+
+    def rerank_with(self, reranker: ServedGMF, sync: bool) -> None:
+        """Re-rank the top ``rerank_candidates`` of every list by ``reranker`` while it holds
+        a version (before GMF is trained, lists keep the two-tower's order).
+
+        Args:
+            reranker: the served GMF.
+            sync: reload it from the registry before each ranking; False when whoever
+                serves both keeps it current (a worker's :class:`OnlineServing`).
+        """
+        self.reranker, self._sync_reranker = reranker, sync
+
+    def rank(
+        self,
+        served: sp.csr_matrix,
+        seen: list[np.ndarray],
+        ratings: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The two-tower's top-k, or its top candidates re-ranked by the re-ranker (given
+        ``ratings``, once it holds a version); ``because`` from the two-tower either way."""
+        model = self.model
+        assert model is not None
+        stage = self.reranker
+        if stage is not None and self._sync_reranker:
+            stage.current()
+        queries = model.fold_in_users(served)
+        if stage is None or stage.model is None or ratings is None:
+            ids, scores = model.recommend(queries, self.k, seen)
+        else:
+            ids, scores = model.recommend(queries, self.candidates, seen)
+            ids, scores = stage.rerank(ratings, ids, scores, self.k)
+        return ids, scores, model.because(served, ids, self.because)
 
 
 def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:

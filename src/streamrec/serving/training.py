@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
@@ -14,12 +14,13 @@ from streamrec.models.als import ALSParams
 from streamrec.models.kernel_mf_params import KernelMFParams
 from streamrec.serving.online import OnlineServing
 from streamrec.serving.registry import spec
+from streamrec.serving.reranking import reranked_by
 from streamrec.serving.served import M, ServedModel
 from streamrec.settings import Settings
 from streamrec.state.cache import RecommendationCache, popular_size
 from streamrec.state.matrices import HistoryRows, MatrixReader
 from streamrec.state.registry import ModelRegistry
-from streamrec.state.vocab import Vocabulary
+from streamrec.state.vocab import ItemCatalog, Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def train_model(
 
     The refresh reads each user's history after the publish, so events applied while the
     model was training are folded in; workers switch to the new version on their next
-    batch.
+    batch. A model whose params have ``item_features`` set (the two-tower) also gets the
+    stored items' names and tags, as features (``HistoryRows.item_features``).
 
     Args:
         connection: a redis-py client.
@@ -73,7 +75,11 @@ def train_model(
     model_spec = spec(name)
     chosen = params if params is not None else model_spec.make_params(settings)
     served = model_spec.served(connection, settings)
-    return _train(connection, settings, served, lambda rows: model_spec.fit(chosen, rows), progress)
+    # Item features are read only for a model whose params ask for them (the two-tower's).
+    features = bool(getattr(chosen, "item_features", False))
+    return _train(
+        connection, settings, served, lambda rows: model_spec.fit(chosen, rows), progress, features
+    )
 
 
 def train_als(
@@ -102,11 +108,14 @@ def _train(
     served: ServedModel[M],
     fit: Callable[[HistoryRows], tuple[M, int]],
     progress: Callable[[str, int, int], None] | None,
+    item_features: bool = False,
 ) -> TrainReport:
     reader = MatrixReader(connection)
     users = reader.all_users()
     n_items = Vocabulary(connection, "items").capacity()
     rows = reader.rows(users, n_items)
+    if item_features:
+        rows = replace(rows, item_features=ItemCatalog(connection).features(n_items))
     start = time.perf_counter()
     model, interactions = fit(rows)
     fit_seconds = time.perf_counter() - start
@@ -118,8 +127,11 @@ def _train(
         "fit_seconds": fit_seconds,
     }
     version = ModelRegistry(connection, settings).publish(served.name, model.save, metadata)
+    assert version is not None  # published unconditionally
     served.serve(model, version)
-    online = OnlineServing(connection, settings, models=[served])
+    # a re-ranker's new version re-orders the lists it re-ranks: they are refreshed too
+    followers = reranked_by(served.name, connection, settings)
+    online = OnlineServing(connection, settings, models=[served, *followers])
     refreshed = 0
     start = time.perf_counter()
     for offset in range(0, len(users), REFRESH_CHUNK):

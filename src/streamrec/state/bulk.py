@@ -125,14 +125,14 @@ class BulkLoader:
     def load(
         self, source: ImportSource, progress: Progress | None = None, *, prefix: str = ""
     ) -> ImportReport:
-        """Import every record of ``source``, then its item names.
+        """Import every record of ``source``, then its item names and tags.
 
         Args:
             source: an opened dataset.
             progress: called with the number of records handled since its last call.
-            prefix: prepended to every user id, item id and item-name key of the file
-                (``"ml100k:"``) before validation, so that datasets whose ids coincide stay
-                apart; a prefixed id must still be 1–256 printable characters.
+            prefix: prepended to every user id, item id, item-name and item-tags key of the
+                file (``"ml100k:"``) before validation, so that datasets whose ids coincide
+                stay apart; a prefixed id must still be 1–256 printable characters.
 
         Batch ids are ``import-<first 16 hex digits of the file digest>-<chunk index>``;
         with a prefix, ``import-<digest>-p<first 8 hex digits of the prefix's SHA-256>-<chunk
@@ -154,16 +154,20 @@ class BulkLoader:
         names = [(prefix + item, name) for item, name in source.item_names.items()]
         for offset in range(0, len(names), NAMES_CHUNK):
             self.catalog.set_names(dict(names[offset : offset + NAMES_CHUNK]))
+        tags = [(prefix + item, found) for item, found in source.item_tags.items()]
+        for offset in range(0, len(tags), NAMES_CHUNK):
+            self.catalog.set_tags(dict(tags[offset : offset + NAMES_CHUNK]))
         report = dataclasses.replace(report, seconds=time.perf_counter() - start)
         logger.info(
-            "import %s (%s): %d events, %d dead letters, %d item names, %d of %d batches "
-            "already applied, %d of %d users and %d of %d items known before, %.1f s "
-            "(%.0f events/s)",
+            "import %s (%s): %d events, %d dead letters, %d item names, %d items tagged, "
+            "%d of %d batches already applied, %d of %d users and %d of %d items known "
+            "before, %.1f s (%.0f events/s)",
             batch_prefix,
             source.path,
             report.events,
             report.dead_letters,
             len(names),
+            len(tags),
             report.skipped_batches,
             report.batches,
             report.users_known,

@@ -16,6 +16,7 @@ import redis
 import scipy.sparse as sp
 
 from streamrec import keys
+from streamrec.data.item_features import ItemFeatures
 from streamrec.state.vocab import Vocabulary
 
 CHUNK = 500
@@ -32,12 +33,16 @@ class HistoryRows:
         versions: history version per row, int64.
         ratings: ``(len(users), n_items)`` float32 CSR of the newest ratings only (what rating
             models read); every stored entry is a rating, a rating of 0 included.
+        item_features: per item column, its features (tags, name words), when they were
+            read for a model that learns from them
+            (:meth:`~streamrec.state.vocab.ItemCatalog.features`); else None.
     """
 
     users: list[str]
     matrix: sp.csr_matrix
     versions: np.ndarray
     ratings: sp.csr_matrix
+    item_features: ItemFeatures | None = None
 
     def subset(self, rows: np.ndarray) -> HistoryRows:
         """The rows numbered ``rows`` (int array), in that order."""
@@ -46,6 +51,7 @@ class HistoryRows:
             self.matrix[rows],
             self.versions[rows],
             self.ratings[rows],
+            self.item_features,
         )
 
 

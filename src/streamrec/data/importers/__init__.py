@@ -9,9 +9,12 @@ that names its line.
 
 Formats (``FORMATS``)::
 
-    movielens-100k   u.data (user item rating timestamp, tabs), titles from u.item
-    movielens-1m     ratings.dat (UserID::MovieID::Rating::Timestamp), titles from movies.dat
-    movielens-csv    ratings.csv (userId,movieId,rating,timestamp), titles from movies.csv
+    movielens-100k   u.data (user item rating timestamp, tabs), titles and genres from
+                     u.item (genre names from u.genre)
+    movielens-1m     ratings.dat (UserID::MovieID::Rating::Timestamp), titles and genres
+                     from movies.dat
+    movielens-csv    ratings.csv (userId,movieId,rating,timestamp), titles and genres from
+                     movies.csv
     lastfm-360k      usersha1-artmbid-artname-plays.tsv (user, mbid, name, plays; tabs)
     lastfm-hetrec    user_artists.dat (userID artistID weight), names from artists.dat
     csv              any CSV with a header: user,item[,weight,kind,timestamp,event_id]
@@ -114,6 +117,8 @@ class ImportSource:
             progress-bar total, off by the number of blank lines or quoted line breaks.
         names_file: the file the format's item names come from, beside the data file
             (None when the data file carries them itself).
+        item_tags: item id -> the item's tags (MovieLens genres, in the file's order);
+            items without tags are absent, and formats without tags leave it empty.
     """
 
     path: Path
@@ -123,6 +128,7 @@ class ImportSource:
     digest: str = ""
     size_hint: int | None = None
     names_file: Path | None = None
+    item_tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def names_missing(self) -> bool:
@@ -158,11 +164,12 @@ def open_source(path: str | Path, fmt: str) -> ImportSource:
         )
     source = openers[fmt](Path(path).expanduser())
     logger.info(
-        "import %s: %s, ~%s rows, %d item names, sha256 %s",
+        "import %s: %s, ~%s rows, %d item names, %d items with tags, sha256 %s",
         fmt,
         source.path,
         source.size_hint,
         len(source.item_names),
+        len(source.item_tags),
         source.digest[:16],
     )
     return source
