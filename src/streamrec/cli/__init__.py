@@ -54,7 +54,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
 
 
 def _register() -> None:
-    from streamrec.cli import datasets, demo, evaluate, ingest, models, operate
+    from streamrec.cli import datasets, demo, evaluate, ingest, models, operate, schedule
 
     for command in (
         ingest.push,
@@ -66,6 +66,8 @@ def _register() -> None:
         operate.quarantine,
         operate.forget,
         operate.server,
+        schedule.scheduler,
+        schedule.rebuild,
         datasets.datasets,
         models.train,
         models.recommend,

@@ -25,11 +25,12 @@ from streamrec.errors import ForbiddenJobError
 #: The job functions a worker runs (dotted names, checked before anything is imported).
 APPLY_EVENTS = "streamrec.worker.jobs.apply_events"
 RETRAIN_MODEL = "streamrec.worker.jobs.retrain_model"
+REBUILD_INDEX = "streamrec.worker.jobs.rebuild_index"
 
 #: Which function each queue may carry.
 ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
     keys.EVENTS_QUEUE: frozenset({APPLY_EVENTS}),
-    keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL}),
+    keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL, REBUILD_INDEX}),
 }
 
 #: Job ids as RQ itself accepts them for custom ids (ours are hex digests).

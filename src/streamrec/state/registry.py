@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,21 @@ from streamrec.settings import Settings
 logger = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
+
+
+@dataclass(frozen=True)
+class Published:
+    """The last publish of a model.
+
+    Attributes:
+        version: the version published.
+        at: when, epoch seconds.
+        events: events the state had applied by then.
+    """
+
+    version: int
+    at: float
+    events: int
 
 
 class ModelRegistry:
@@ -41,11 +57,27 @@ class ModelRegistry:
         self.root = settings.home / "models"
         self.keep = settings.models_kept
 
-    def publish(self, name: str, write: Callable[[Path], None], metadata: dict[str, Any]) -> int:
+    def publish(
+        self,
+        name: str,
+        write: Callable[[Path], None],
+        metadata: dict[str, Any],
+        *,
+        replaces: int | None = None,
+    ) -> int | None:
         """Write a new version with ``write(folder)``, then make it the active one.
 
+        Args:
+            name: the model.
+            write: writes the artifact's files into a folder.
+            metadata: stored beside them (``metadata.json``).
+            replaces: publish only if this version is still the active one when the new
+                one is written (a rebuild of version N must not undo a retrain published
+                meanwhile); None publishes in any case.
+
         Returns:
-            The new version number.
+            The new version number (None when ``replaces`` was no longer active: nothing
+            was published).
         """
         version = int(self.connection.incr(keys.model_counter_key(name)))
         on_disk = self._versions_on_disk(name)
@@ -61,10 +93,26 @@ class ModelRegistry:
         meta = {**metadata, "model": name, "version": version, "published_at": time.time()}
         (staging / METADATA).write_text(json.dumps(meta, indent=2, default=str))
         staging.rename(final)
+        events = int(self.connection.hget(keys.stats_key(), "events_applied") or 0)
+        published = {"version": version, "at": meta["published_at"], "events": events}
+        active = keys.model_active_key(name)
         with self.connection.pipeline(transaction=True) as pipe:
-            pipe.set(keys.model_active_key(name), version)
-            pipe.zadd(keys.model_versions_key(name), {str(version): meta["published_at"]})
-            pipe.execute()
+            try:
+                if replaces is not None:
+                    pipe.watch(active)  # type: ignore[no-untyped-call]
+                    if pipe.get(active) != str(replaces).encode():
+                        raise redis.WatchError
+                    pipe.multi()
+                pipe.set(active, version)
+                pipe.zadd(keys.model_versions_key(name), {str(version): meta["published_at"]})
+                pipe.hset(keys.model_published_key(name), mapping=published)  # type: ignore[arg-type]
+                pipe.execute()
+            except redis.WatchError:
+                logger.info(
+                    "model %s: version %d no longer active, %d dropped", name, replaces, version
+                )
+                shutil.rmtree(final, ignore_errors=True)
+                return None
         logger.info("model %s: published version %d in %s", name, version, final)
         self._prune(name, version)
         return version
@@ -78,6 +126,14 @@ class ModelRegistry:
         """The published versions of several models, in one round trip."""
         values = self.connection.mget([keys.model_active_key(name) for name in names])
         return [None if value is None else int(value) for value in values]
+
+    def last_published(self, name: str) -> Published | None:
+        """When ``name`` was last published and how many events the state had applied by
+        then (None if never)."""
+        found = self.connection.hgetall(keys.model_published_key(name))
+        if not found:
+            return None
+        return Published(int(found[b"version"]), float(found[b"at"]), int(found[b"events"]))
 
     def folder(self, name: str, version: int) -> Path:
         """Where version ``version`` of ``name`` lives."""

@@ -20,6 +20,7 @@ from streamrec import keys
 from streamrec.errors import ConfigError
 from streamrec.serving.handler import EventHandler
 from streamrec.serving.online import OnlineServing
+from streamrec.serving.rebuild import rebuild_index as rebuild
 from streamrec.serving.registry import spec
 from streamrec.serving.training import train_model
 from streamrec.settings import Settings
@@ -133,3 +134,10 @@ def retrain_model(model: str = "als", params: dict[str, Any] | None = None) -> d
         raise ConfigError(f"params must be a JSON object (got {params!r})")
     chosen = spec(model).make_params(binding.settings, params)
     return train_model(binding.connection, binding.settings, model, chosen).as_dict()
+
+
+def rebuild_index(model: str = "als") -> dict[str, Any]:
+    """Rebuild the active version of ``model`` with the items folded in since it was
+    published, and publish it (see :mod:`~streamrec.serving.rebuild`)."""
+    binding = bound()
+    return rebuild(binding.connection, binding.settings, model).as_dict()
