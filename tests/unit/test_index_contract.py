@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamrec.models.index import ExactIndex, ItemIndex
+from streamrec.models.index import ExactIndex, ItemIndex, ScannIndex
 
-INDEXES = [ExactIndex]
+#: ScannIndex on these tiny catalogues: ScaNN's scoring without a tree, forced
+INDEXES = [ExactIndex, ScannIndex]
 
 
 @pytest.fixture(params=INDEXES, ids=lambda cls: cls.__name__)

@@ -3,8 +3,9 @@
 Every index answers ``search(queries, k, exclude)`` with ``(ids, scores)`` of shape
 ``(n_queries, k)``: ids are int64 item ids (``-1`` pads a row with fewer than ``k``
 candidates), scores float32 inner products (``-inf`` on padding). ``ExactIndex`` ranks
-every item; it is the only index today, and the oracle any approximate index will be
-tested against.
+every item, and is the oracle of the tests; ``ScannIndex`` searches a ScaNN tree (through
+its TensorFlow-free pybind module) plus an exact delta of the items upserted since its
+build. :func:`build_index` picks one by catalogue size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Protocol
 import numpy as np
 
 from streamrec.models.index.exact import ExactIndex
+from streamrec.models.index.scann import ScannIndex, build_index
+from streamrec.models.index.scann_params import ScannParams
 
 
 class ItemIndex(Protocol):
@@ -36,4 +39,4 @@ class ItemIndex(Protocol):
         ...
 
 
-__all__ = ["ExactIndex", "ItemIndex"]
+__all__ = ["ExactIndex", "ItemIndex", "ScannIndex", "ScannParams", "build_index"]

@@ -1,0 +1,186 @@
+"""ScaNN's knobs, sized from the catalogue, and the one door to ScaNN (import and build).
+
+``import scann`` imports TensorFlow whenever it is importable (``scann/__init__.py`` tries
+``import tensorflow`` to load its TF ops). Workers only need the pybind searcher, so
+:func:`scann_pybind` hides TensorFlow for the length of that import unless the process
+has already imported it (a trainer, where TFRS may want ScaNN's TF ops).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from streamrec.errors import ConfigError
+
+#: Below this many searchable items :func:`~streamrec.models.index.scann.build_index` keeps
+#: exact search: it costs at most ~1.5 ms for one query and ~0.5 ms per query in batches of
+#: 100 there (64 dims, one thread), is exact, and needs no build and no rebuilds; beyond,
+#: it grows linearly (3.6 ms at 100k, 36 ms at 1M) while ScaNN stays near 0.1 ms (see
+#: ``bench/index.py --sizes``; Google's sizing guide says brute force below ~20k points).
+EXACT_BELOW = 50_000
+#: Below this many items a forced ScaNN index scores every item (no tree): too few points
+#: per leaf for a partitioning to pay off.
+TREE_BELOW = 10_000
+
+_import_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ScannParams:
+    """How a ScaNN searcher is built and queried (``None`` = derived from the item count).
+
+    Attributes:
+        num_leaves: tree partitions; ``None`` picks 0.4·sqrt(n) (no tree below
+            ``TREE_BELOW`` items); 0 means no tree.
+        leaves_to_search: partitions scanned per query; ``None`` picks 10 % of the leaves,
+            at least 16.
+        training_sample_size: items sampled to train the tree and the quantizer; ``None``
+            picks min(n, 50,000).
+        spherical: partition by direction (spherical k-means) rather than by squared L2;
+            inner-product search over vectors of varied norms needs far fewer leaves so.
+        soar_lambda: if set, SOAR spilling (each item also filed under a second leaf
+            with an orthogonality-amplified residual, at ``soar_lambda``): fewer leaves
+            searched for the same recall, a slower build and a larger index.
+        reorder: candidates rescored exactly (float32 dot products) per query, ≥ 1 so that
+            returned scores are exact.
+        reorder_multiple: at least this many candidates are rescored per result asked
+            for: the last of ``m`` results is only as good as ScaNN's ranking of its
+            ``reorder`` candidates (with ``m`` of ``m`` the tail is close to random).
+        anisotropic_threshold: the AH quantizer's anisotropic threshold (Google uses 0.2
+            for inner products).
+        max_overfetch: at most this many results asked for beyond ``k`` on a first try, to
+            survive filtering of excluded and re-vectored items (a refill asks for more).
+        refill_rounds: re-searches, each with 4x the results and 4x the leaves, before a
+            row that filtering left short falls back to exact search.
+        training_threads: threads ScaNN trains with (0: all cores).
+    """
+
+    num_leaves: int | None = None
+    leaves_to_search: int | None = None
+    training_sample_size: int | None = None
+    spherical: bool = True
+    soar_lambda: float | None = None
+    reorder: int = 100
+    reorder_multiple: int = 8
+    anisotropic_threshold: float = 0.2
+    max_overfetch: int = 256
+    refill_rounds: int = 2
+    training_threads: int = 0
+
+    def __post_init__(self) -> None:
+        counts = {
+            "num_leaves": self.num_leaves,
+            "leaves_to_search": self.leaves_to_search,
+            "training_sample_size": self.training_sample_size,
+        }
+        for name, value in counts.items():
+            if value is not None and value < 0:
+                raise ConfigError(f"ScannParams.{name} must be ≥ 0 (got {value})")
+        if self.reorder < 1:
+            raise ConfigError(
+                "ScannParams.reorder must be ≥ 1: returned scores are ScaNN's exact reorder "
+                f"(got {self.reorder})"
+            )
+        for name, value in {
+            "reorder_multiple": self.reorder_multiple,
+            "max_overfetch": self.max_overfetch,
+            "refill_rounds": self.refill_rounds,
+            "training_threads": self.training_threads,
+        }.items():
+            if value < 0:
+                raise ConfigError(f"ScannParams.{name} must be ≥ 0 (got {value})")
+        if not math.isfinite(self.anisotropic_threshold):
+            raise ConfigError(
+                "ScannParams.anisotropic_threshold must be finite "
+                f"(got {self.anisotropic_threshold})"
+            )
+
+    def resolved(self, n_items: int) -> ScannParams:
+        """These parameters with every ``None`` filled in for ``n_items`` searchable items,
+        and the tree shrunk to what ScaNN can train (it fails with fewer points than
+        leaves)."""
+        leaves = self.num_leaves
+        if leaves is None:
+            leaves = 0 if n_items < TREE_BELOW else round(0.4 * math.sqrt(n_items))
+        leaves = min(leaves, n_items // 50)  # ScaNN's min_partition_size is 50
+        searched = self.leaves_to_search
+        if searched is None:
+            searched = max(16, round(0.1 * leaves))
+        sample = self.training_sample_size
+        if sample is None:
+            sample = 50_000
+        return replace(
+            self,
+            num_leaves=leaves,
+            leaves_to_search=min(max(searched, 1), leaves) if leaves else 0,
+            training_sample_size=max(1, min(sample, n_items)),
+        )
+
+
+def scann_pybind() -> ModuleType:
+    """``scann.scann_ops_pybind``, imported without importing TensorFlow.
+
+    If TensorFlow is already imported, ScaNN is imported as usual (its TF ops load too).
+
+    Raises:
+        ConfigError: ScaNN is not installed.
+    """
+    with _import_lock:
+        try:
+            if sys.modules.get("tensorflow") is not None:
+                import scann
+            else:
+                _import_without_tensorflow()
+                import scann
+        except ImportError as exc:
+            raise ConfigError(
+                f"the ScaNN index needs the 'scann' package: pip install 'scann==1.4.2' ({exc})"
+            ) from exc
+    return scann.scann_ops_pybind  # type: ignore[no-any-return]
+
+
+def _import_without_tensorflow() -> None:
+    # A None entry in sys.modules makes `import tensorflow` raise ModuleNotFoundError,
+    # which scann/__init__.py catches, skipping its TF ops.
+    missing = "tensorflow" not in sys.modules
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        import scann  # noqa: F401
+    finally:
+        if missing:
+            del sys.modules["tensorflow"]
+
+
+def build_searcher(data: np.ndarray, params: ScannParams) -> Any:
+    """A pybind ScaNN searcher over the rows of ``data`` for inner products: tree
+    (if ``params.num_leaves``), 2-bit anisotropic hashing, exact float32 reorder.
+
+    Args:
+        data: shape ``(n, dim)``, float32, n ≥ 1; ScaNN copies it.
+        params: resolved parameters (:meth:`ScannParams.resolved`).
+    """
+    builder = scann_pybind().builder(data, max(params.reorder, 10), "dot_product")
+    if params.num_leaves:
+        builder = builder.tree(
+            num_leaves=params.num_leaves,
+            num_leaves_to_search=params.leaves_to_search,
+            training_sample_size=params.training_sample_size,
+            spherical=params.spherical,
+            soar_lambda=params.soar_lambda,
+        )
+    builder = builder.score_ah(
+        2,
+        anisotropic_quantization_threshold=params.anisotropic_threshold,
+        training_sample_size=params.training_sample_size,
+    )
+    builder = builder.reorder(params.reorder)
+    if params.training_threads:
+        builder = builder.set_n_training_threads(params.training_threads)
+    return builder.build()
