@@ -29,6 +29,9 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from streamrec.models.index.exact import ExactIndex
+from streamrec.models.index.scann import build_index
+from streamrec.models.index.scann_params import EXACT_BELOW
+from streamrec.models.index.stored import Index, load_index, rebuilt, save_index
 from streamrec.models.padded import UserSystems, padded_groups, strongest
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class ALSParams:
         confidence: ``binary`` or ``log`` transform of raw weights.
         random_state: seed of the factor initialisation.
         num_threads: OpenMP threads of the solver (0 = all cores).
+        exact_below: catalogues of fewer items are searched exactly; larger ones through a
+            ScaNN index (:func:`~streamrec.models.index.build_index`).
     """
 
     factors: int = 32
@@ -57,6 +62,7 @@ class ALSParams:
     confidence: Confidence = "log"
     random_state: int = 42
     num_threads: int = 0
+    exact_below: int = EXACT_BELOW
 
 
 class ImplicitALS:
@@ -71,7 +77,7 @@ class ImplicitALS:
     def __init__(self, params: ALSParams | None = None) -> None:
         self.params = params or ALSParams()
         self._model: Any = None
-        self.index: ExactIndex | None = None
+        self.index: Index | None = None
         self._yty_cache: np.ndarray | None = None
         self._yty_rows = 0
         self._y64_cache: np.ndarray | None = None
@@ -110,7 +116,7 @@ class ImplicitALS:
         model = _implicit_model(self.params)
         model.fit(self.confidence(user_items), show_progress=show_progress)
         self._model = model
-        self.index = ExactIndex(model.item_factors)
+        self.index = build_index(model.item_factors, exact_below=self.params.exact_below)
         return self
 
     def fold_in_users(self, user_items: sp.csr_matrix) -> np.ndarray:
@@ -292,6 +298,14 @@ class ImplicitALS:
         path.mkdir(parents=True, exist_ok=True)
         np.savez(path / "model.npz", item_factors=self.item_factors, user_factors=self.user_factors)
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
+        assert self.index is not None
+        save_index(self.index, path)
+
+    def rebuild_index(self) -> None:
+        """Build the item index afresh: items folded in since it was built join ScaNN's."""
+        self._require_fit()
+        assert self.index is not None
+        self.index = rebuilt(self.index, self.params.exact_below)
 
     @classmethod
     def load(cls, path: Path) -> ImplicitALS:
@@ -304,7 +318,7 @@ class ImplicitALS:
         model = _implicit_model(params)
         model.item_factors, model.user_factors = item_factors, user_factors
         self._model = model
-        self.index = ExactIndex(item_factors)
+        self.index = load_index(item_factors, path, params.exact_below)
         return self
 
     def _clip(self, user_items: sp.csr_matrix) -> sp.csr_matrix:

@@ -32,6 +32,9 @@ import scipy.sparse as sp
 
 from streamrec.errors import ConfigError
 from streamrec.models.index.exact import ExactIndex
+from streamrec.models.index.scann import build_index
+from streamrec.models.index.scann_params import EXACT_BELOW
+from streamrec.models.index.stored import Index, load_index, rebuilt, save_index
 from streamrec.models.padded import padded_groups, strongest
 from streamrec.models.sparse import with_width
 
@@ -57,6 +60,8 @@ class TwoTowerParams:
             its id embedding in the item tower, when the items have features.
         feature_min_count: a feature is embedded when at least this many items have it.
         seed: seed of initialisation and shuffling.
+        exact_below: catalogues of fewer items are searched exactly; larger ones through a
+            ScaNN index (:func:`~streamrec.models.index.build_index`).
     """
 
     dim: int = 64
@@ -70,6 +75,7 @@ class TwoTowerParams:
     item_features: bool = True
     feature_min_count: int = 2
     seed: int = 42
+    exact_below: int = EXACT_BELOW
 
     def __post_init__(self) -> None:
         for name in ("dim", "epochs", "batch_size", "feature_min_count"):
@@ -125,6 +131,7 @@ class TwoTower:
         trained_items: items the towers learned (later ones were folded in).
         features: the feature vocabulary of the item tower (empty: ids only).
         feature_embeddings: ``t``, ``(len(features), dim)``.
+        index: an index over ``items`` already built (a saved one); default: built here.
     """
 
     name = "two-tower"
@@ -139,6 +146,7 @@ class TwoTower:
         trained_items: int | None = None,
         features: Sequence[str] = (),
         feature_embeddings: np.ndarray | None = None,
+        index: Index | None = None,
     ) -> None:
         self.params = params
         self.features = tuple(features)
@@ -154,7 +162,9 @@ class TwoTower:
         self.history = np.ascontiguousarray(history, dtype=np.float32)
         self.projection = np.ascontiguousarray(projection, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
-        self.index = ExactIndex(items)
+        self.index: Index = (
+            index if index is not None else build_index(items, exact_below=params.exact_below)
+        )
         self.trained_items = len(items) if trained_items is None else trained_items
         # x_h W for every item: a history item's contribution to the query, precomputed
         self._projected = self.history @ self.projection
@@ -269,14 +279,11 @@ class TwoTower:
         their history embeddings stay zero until the next training."""
         ids = np.asarray(ids, dtype=np.int64)
         size = max(self.n_items, int(ids.max(initial=-1)) + 1)
-        items = np.zeros((size, self.item_vectors.shape[1]), dtype=np.float32)
-        items[: self.n_items] = self.item_vectors
-        items[ids] = vectors
         grown = np.zeros((size, self.history.shape[1]), dtype=np.float32)
         grown[: len(self.history)] = self.history
         self.history = grown
         self._projected = self.history @ self.projection
-        self.index = ExactIndex(items)
+        self.index.upsert(ids, np.asarray(vectors, dtype=np.float32))
 
     def save(self, path: Path) -> None:
         """Write ``model.npz`` (the towers) and ``params.json`` into the folder ``path``."""
@@ -292,6 +299,11 @@ class TwoTower:
             feature_embeddings=self.feature_embeddings,
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
+        save_index(self.index, path)
+
+    def rebuild_index(self) -> None:
+        """Build the item index afresh: items folded in since it was built join ScaNN's."""
+        self.index = rebuilt(self.index, self.params.exact_below)
 
     @classmethod
     def load(cls, path: Path) -> TwoTower:
@@ -309,4 +321,5 @@ class TwoTower:
                 int(a["trained_items"]),
                 features,
                 a["feature_embeddings"] if "feature_embeddings" in a.files else None,
+                index=load_index(a["items"], path, params.exact_below),
             )

@@ -179,6 +179,12 @@ def _fit_two_tower(params: TwoTowerParams, rows: HistoryRows) -> tuple[TwoTower,
 
 
 _FACTORS = Option("factors", "Latent dimensions.", int, low=1)
+_EXACT_BELOW = Option(
+    "exact_below",
+    "Catalogues of fewer items are searched exactly; larger ones by ScaNN.",
+    int,
+    low=1,
+)
 
 REGISTRY: dict[str, ModelSpec] = {
     "als": ModelSpec(
@@ -195,6 +201,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 "Transform of raw weights: every pair once, or log1p(weight).",
                 ("binary", "log"),
             ),
+            _EXACT_BELOW,
         ),
         served=ServedALS,
         fit=_fit_als,
@@ -236,6 +243,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 int,
                 low=1,
             ),
+            _EXACT_BELOW,
         ),
         served=ServedTwoTower,
         fit=_fit_two_tower,
