@@ -53,6 +53,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/kernel_mf.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/two_tower.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/faults.py
+	$(BIN)/python bench/index.py
 
 clean:
 	-STREAMREC_HOME=$(CURDIR)/.demo-home $(BIN)/streamrec server stop
