@@ -230,7 +230,10 @@ class Settings:
         ``STREAMREC_CONNECT_TIMEOUT``, ``STREAMREC_DELIVERY_TIMEOUT``,
         ``STREAMREC_MAX_BUFFERED``, ``STREAMREC_WORKER_TTL``, ``STREAMREC_RECONNECT_TIMEOUT``,
         ``STREAMREC_RERANK`` (empty: none), ``STREAMREC_RERANK_CANDIDATES``,
-        ``STREAMREC_RERANK_DISCOUNT``.
+        ``STREAMREC_RERANK_DISCOUNT``, ``STREAMREC_DRAIN_BATCHES``,
+        ``STREAMREC_RETRAIN_EVERY`` / ``STREAMREC_RETRAIN_AFTER_EVENTS`` /
+        ``STREAMREC_REBUILD_EVERY`` (``3600``, ``als=600,*=3600`` or ``-``),
+        ``STREAMREC_SCHEDULER_TTL``.
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
