@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
-from streamrec.models.index.stored import Index, load_index, rebuilt, save_index
+from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
 from streamrec.models.padded import UserSystems, padded_groups, strongest
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class ALSParams:
     exact_below: int = EXACT_BELOW
 
 
-class ImplicitALS:
+class ImplicitALS(RebuildsIndex):
     """ALS model: item factors learned by ``implicit``, users solved on demand.
 
     Args:
@@ -300,12 +300,6 @@ class ImplicitALS:
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
         assert self.index is not None
         save_index(self.index, path)
-
-    def rebuild_index(self) -> None:
-        """Build the item index afresh: items folded in since it was built join ScaNN's."""
-        self._require_fit()
-        assert self.index is not None
-        self.index = rebuilt(self.index, self.params.exact_below)
 
     @classmethod
     def load(cls, path: Path) -> ImplicitALS:

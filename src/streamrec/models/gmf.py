@@ -35,8 +35,9 @@ import scipy.sparse as sp
 
 from streamrec.models import ridge
 from streamrec.models.gmf_params import GMFParams
-from streamrec.models.index.exact import ExactIndex
-from streamrec.models.kernel_mf_params import check_ratings
+from streamrec.models.index.scann import build_index
+from streamrec.models.index.stored import Index, RebuildsIndex, save_index, saved_index
+from streamrec.models.kernel_mf_params import check_ratings, check_width, trained_mask
 from streamrec.models.sparse import grown, with_width
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ _ARRAYS = ("user_bias", "item_bias", "user_factors", "item_factors", "output_wei
 __all__ = ["GMF", "GMFParams"]
 
 
-class GMF:
+class GMF(RebuildsIndex):
     """A trained GMF (from :func:`~streamrec.models.gmf_train.fit_gmf`, :meth:`from_arrays`
     or :meth:`load`).
 
@@ -61,7 +62,7 @@ class GMF:
 
     def __init__(self, params: GMFParams | None = None) -> None:
         self.params = params or GMFParams()
-        self.index: ExactIndex | None = None
+        self.index: Index | None = None
         self._mean = math.nan
         d = self.params.factors
         self._bu, self._bi = np.zeros(0), np.zeros(0)
@@ -77,8 +78,11 @@ class GMF:
         user_factors: np.ndarray,
         item_factors: np.ndarray,
         output_weights: np.ndarray,
+        *,
+        index: Index | None = None,
     ) -> GMF:
-        """A trained model from its parameters (shapes as the properties of the same names)."""
+        """A trained model from its parameters (shapes as the properties of the same names;
+        ``index``: its item index when already built, as a saved one)."""
         self = cls(params)
         d = params.factors
         self._mean = float(global_bias)
@@ -86,7 +90,9 @@ class GMF:
         self._p = np.array(user_factors, dtype=np.float64).reshape(len(self._bu), d)
         self._q = np.array(item_factors, dtype=np.float64).reshape(len(self._bi), d)
         self._h = np.array(output_weights, dtype=np.float64).reshape(d)
-        self.index = ExactIndex(self._index_form(self._bi, self._q))
+        self.index = index or build_index(
+            self._index_form(self._bi, self._q), exact_below=params.exact_below
+        )
         return self
 
     @property
@@ -147,7 +153,7 @@ class GMF:
             raise ValueError(
                 f"users and items must be 1-d of one length (got {u.shape}, {i.shape})"
             )
-        ku, ki = _known(u, self._bu, self._p), _known(i, self._bi, self._q)
+        ku, ki = trained_mask(u, self._bu, self._p), trained_mask(i, self._bi, self._q)
         su, si = np.where(ku, u, 0), np.where(ki, i, 0)
         both = ku & ki
         pred = self._mean + np.where(ku, self._bu[su] if self.n_users else 0.0, 0.0)
@@ -301,13 +307,16 @@ class GMF:
             output_weights=self._h,
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
+        assert self.index is not None
+        save_index(self.index, path)
 
     @classmethod
     def load(cls, path: Path) -> GMF:
         """Read a model written by :meth:`save` (no pickle)."""
         params = GMFParams(**json.loads((path / "params.json").read_text()))
         with np.load(path / "model.npz", allow_pickle=False) as a:
-            return cls.from_arrays(params, float(a["global_bias"]), *(a[n] for n in _ARRAYS))
+            mean, arrays = float(a["global_bias"]), [a[n] for n in _ARRAYS]
+        return cls.from_arrays(params, mean, *arrays, index=saved_index(path))
 
     def _solve_users(self, ratings: sp.csr_matrix) -> np.ndarray:
         self._require_fit()
@@ -327,10 +336,7 @@ class GMF:
         return np.hstack([q * self._h, bias[:, None]]).astype(np.float32)
 
     def _width(self, vectors: np.ndarray, name: str) -> np.ndarray:
-        width = self.params.factors + 1
-        if vectors.ndim != 2 or vectors.shape[1] != width:
-            raise ValueError(f"{name} must have shape (n, {width}) (got {vectors.shape})")
-        return vectors
+        return check_width(vectors, self.params.factors, name)
 
     def _clip(self, ratings: np.ndarray) -> np.ndarray:
         lo, hi = self.params.min_rating, self.params.max_rating
@@ -354,12 +360,3 @@ class _WeightedItems:
 
     item_factors: np.ndarray
     global_mean: float
-
-
-def _known(ids: np.ndarray, bias: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Bool mask: the id is in range and its row was trained (a bias or a factor ≠ 0)."""
-    ok = (ids >= 0) & (ids < len(bias))
-    if len(bias):
-        safe = np.where(ok, ids, 0)
-        ok &= (bias[safe] != 0) | np.any(factors[safe] != 0, axis=1)
-    return ok

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from streamrec.errors import ConfigError
+from streamrec.models.index.scann_params import EXACT_BELOW
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class GMFParams:
         min_rating: lowest valid rating.
         max_rating: highest valid rating.
         seed: seed of the initial weights and of the shuffles.
+        exact_below: catalogues of fewer items are searched exactly; larger ones through a
+            ScaNN index (:func:`~streamrec.models.index.build_index`).
     """
 
     factors: int = 32
@@ -50,6 +53,7 @@ class GMFParams:
     min_rating: float = 0.5
     max_rating: float = 5.0
     seed: int = 42
+    exact_below: int = EXACT_BELOW
 
     def __post_init__(self) -> None:
         for name in ("factors", "epochs", "batch_size"):

@@ -36,8 +36,14 @@ import scipy.sparse as sp
 
 from streamrec.errors import ConfigError
 from streamrec.models import sgd
-from streamrec.models.index.exact import ExactIndex
-from streamrec.models.kernel_mf_params import KernelMFParams, check_ratings
+from streamrec.models.index.scann import build_index
+from streamrec.models.index.stored import Index, RebuildsIndex, save_index, saved_index
+from streamrec.models.kernel_mf_params import (
+    KernelMFParams,
+    check_ratings,
+    check_width,
+    trained_mask,
+)
 from streamrec.models.sparse import grown, with_width
 
 logger = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ logger = logging.getLogger(__name__)
 _ARRAYS = ("user_bias", "item_bias", "user_factors", "item_factors")
 
 
-class KernelMF:
+class KernelMF(RebuildsIndex):
     """Biased matrix factorisation of explicit ratings with a linear, sigmoid or rbf kernel.
 
     Args:
@@ -56,7 +62,7 @@ class KernelMF:
 
     def __init__(self, params: KernelMFParams | None = None) -> None:
         self.params = params or KernelMFParams()
-        self.index: ExactIndex | None = None
+        self.index: Index | None = None
         self.train_rmse: list[float] = []
         self._mean = math.nan
         self._bu, self._bi = np.zeros(0), np.zeros(0)
@@ -135,7 +141,9 @@ class KernelMF:
         item_f[np.bincount(items, minlength=csr.shape[1]) == 0] = 0.0
         self._mean, self.train_rmse = mean, history
         self._bu, self._bi, self._p, self._q = user_b, item_b, user_f, item_f
-        self.index = ExactIndex(self._index_form(self._bi, self._q))
+        self.index = build_index(
+            self._index_form(self._bi, self._q), exact_below=self.params.exact_below
+        )
         logger.info(
             "kmf: fit %d ratings of %d users × %d items, %d epochs: train rmse %.4f",
             values.size,
@@ -154,14 +162,19 @@ class KernelMF:
         item_bias: np.ndarray,
         user_factors: np.ndarray,
         item_factors: np.ndarray,
+        *,
+        index: Index | None = None,
     ) -> KernelMF:
-        """A trained model from its parameters (shapes as the properties of the same names)."""
+        """A trained model from its parameters (shapes as the properties of the same names;
+        ``index``: its item index when already built, as a saved one)."""
         self = cls(params)
         self._mean = float(global_mean)
         self._bu, self._bi = (np.array(b, dtype=np.float64) for b in (user_bias, item_bias))
         self._p = np.array(user_factors, dtype=np.float64).reshape(len(self._bu), params.factors)
         self._q = np.array(item_factors, dtype=np.float64).reshape(len(self._bi), params.factors)
-        self.index = ExactIndex(self._index_form(self._bi, self._q))
+        self.index = index or build_index(
+            self._index_form(self._bi, self._q), exact_below=params.exact_below
+        )
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -176,7 +189,8 @@ class KernelMF:
             raise ValueError(
                 f"users and items must be 1-d of one length (got {u.shape}, {i.shape})"
             )
-        u, i = self._known(u, self._bu, self._p), self._known(i, self._bi, self._q)
+        u = np.where(trained_mask(u, self._bu, self._p), u, -1)
+        i = np.where(trained_mask(i, self._bi, self._q), i, -1)
         pred = sgd.predict_pairs(
             self._kernel(), self._mean, u, i, self._bu, self._bi, self._p, self._q
         )
@@ -315,13 +329,16 @@ class KernelMF:
             item_factors=self._q,
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
+        assert self.index is not None
+        save_index(self.index, path)
 
     @classmethod
     def load(cls, path: Path) -> KernelMF:
         """Read a model written by :meth:`save` (no pickle)."""
         params = KernelMFParams(**json.loads((path / "params.json").read_text()))
         with np.load(path / "model.npz", allow_pickle=False) as a:
-            return cls.from_arrays(params, float(a["global_mean"]), *(a[n] for n in _ARRAYS))
+            mean, arrays = float(a["global_mean"]), [a[n] for n in _ARRAYS]
+        return cls.from_arrays(params, mean, *arrays, index=saved_index(path))
 
     def _kernel(self, mean: float | None = None) -> sgd.Kernel:
         """The loss constants for numba (``mean``: μ, default the model's)."""
@@ -329,22 +346,10 @@ class KernelMF:
 
     def _ratings(self, uv: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """Index scores of users ``uv`` turned into predicted ratings (clipped)."""
-        k, f = self._kernel(), self.params.factors
-        score = raw.astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):  # -inf on padded slots
-            if k.kind == sgd.RBF:
-                norms = np.sum(uv[:, :f].astype(np.float64) ** 2, axis=1, keepdims=True)
-                pred = k.a + k.c * np.exp(-k.gamma * np.maximum(norms - score, 0.0))
-            else:
-                z = k.offset + uv[:, f : f + 1].astype(np.float64) + score
-                pred = z if k.kind == sgd.LINEAR else k.a + k.c / (1.0 + np.exp(-z))
-        return self._clip(pred)
+        return self._clip(sgd.ratings_of_scores(self._kernel(), uv, raw, self.params.factors))
 
     def _width(self, vectors: np.ndarray, name: str) -> np.ndarray:
-        width = self.params.factors + 1
-        if vectors.ndim != 2 or vectors.shape[1] != width:
-            raise ValueError(f"{name} must have shape (n, {width}) (got {vectors.shape})")
-        return vectors
+        return check_width(vectors, self.params.factors, name)
 
     def _clip(self, ratings: np.ndarray) -> np.ndarray:
         lo, hi = self.params.min_rating, self.params.max_rating
@@ -378,14 +383,6 @@ class KernelMF:
 
     def _valid(self, values: np.ndarray) -> np.ndarray:
         return check_ratings(values, self.params.min_rating, self.params.max_rating)
-
-    def _known(self, ids: np.ndarray, bias: np.ndarray, factors: np.ndarray) -> np.ndarray:
-        """``ids`` with -1 where the id is out of range or its row was never trained."""
-        ok = (ids >= 0) & (ids < len(bias))
-        safe = np.where(ok, ids, 0)
-        if len(bias):
-            ok &= (bias[safe] != 0) | np.any(factors[safe] != 0, axis=1)
-        return np.where(ok, ids, -1)
 
     def _ids(self, ids: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
         self._require_fit()

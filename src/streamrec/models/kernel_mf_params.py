@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from streamrec.errors import ConfigError, InvalidRatingError
+from streamrec.models.index.scann_params import EXACT_BELOW
 
 KernelName = Literal["linear", "sigmoid", "rbf"]
 KERNELS: tuple[KernelName, ...] = ("linear", "sigmoid", "rbf")
@@ -41,6 +42,8 @@ class KernelMFParams:
         update_epochs: SGD passes over each row when folding users or items in.
         update_lr: learning rate of fold-in.
         seed: seed of the initial factors and of the per-epoch shuffles.
+        exact_below: catalogues of fewer items are searched exactly; larger ones through a
+            ScaNN index (:func:`~streamrec.models.index.build_index`).
     """
 
     factors: int = 100
@@ -57,6 +60,7 @@ class KernelMFParams:
     update_epochs: int = 20
     update_lr: float = 0.01
     seed: int = 42
+    exact_below: int = EXACT_BELOW
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -65,6 +69,22 @@ class KernelMFParams:
             raise ConfigError(
                 f"min_rating must be below max_rating (got {self.min_rating} and {self.max_rating})"
             )
+
+
+def trained_mask(ids: np.ndarray, bias: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Bool mask: the id is in range and its row was trained (a bias or a factor ≠ 0)."""
+    ok = (ids >= 0) & (ids < len(bias))
+    if len(bias):
+        safe = np.where(ok, ids, 0)
+        ok &= (bias[safe] != 0) | np.any(factors[safe] != 0, axis=1)
+    return np.asarray(ok)
+
+
+def check_width(vectors: np.ndarray, factors: int, name: str) -> np.ndarray:
+    """``vectors`` if they are ``(n, factors + 1)`` (factors and a bias), else ValueError."""
+    if vectors.ndim != 2 or vectors.shape[1] != factors + 1:
+        raise ValueError(f"{name} must have shape (n, {factors + 1}) (got {vectors.shape})")
+    return vectors
 
 
 def check_ratings(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -267,3 +267,16 @@ def kernel_constants(params: KernelMFParams, mean: float) -> Kernel:
     reg_bias = params.reg if params.reg_bias is None else params.reg_bias
     kind = KERNELS[params.kernel]
     return Kernel(kind, offset, a, c, float(gamma), float(params.reg), float(reg_bias))
+
+
+def ratings_of_scores(k: Kernel, uv: np.ndarray, raw: np.ndarray, factors: int) -> np.ndarray:
+    """Index scores ``raw`` ``(n, m)`` of users ``uv`` (factors, then bias) as predicted
+    ratings under kernel ``k`` (unclipped; ``-inf`` scores of padded slots give NaN or a
+    bound, which callers mask)."""
+    f, score = factors, raw.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # -inf on padded slots
+        if k.kind == RBF:
+            norms = np.sum(uv[:, :f].astype(np.float64) ** 2, axis=1, keepdims=True)
+            return np.asarray(k.a + k.c * np.exp(-k.gamma * np.maximum(norms - score, 0.0)))
+        z = k.offset + uv[:, f : f + 1].astype(np.float64) + score
+        return np.asarray(z if k.kind == LINEAR else k.a + k.c / (1.0 + np.exp(-z)))

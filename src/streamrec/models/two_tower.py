@@ -34,7 +34,7 @@ from streamrec.errors import ConfigError
 from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
-from streamrec.models.index.stored import Index, load_index, rebuilt, save_index
+from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
 from streamrec.models.padded import padded_groups, strongest
 from streamrec.models.sparse import with_width
 
@@ -119,7 +119,7 @@ def pooling_weights(rows: sp.csr_matrix, pooling: Pooling) -> sp.csr_matrix:
     return out
 
 
-class TwoTower:
+class TwoTower(RebuildsIndex):
     """A trained two-tower model, served in numpy.
 
     Args:
@@ -300,10 +300,6 @@ class TwoTower:
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
         save_index(self.index, path)
-
-    def rebuild_index(self) -> None:
-        """Build the item index afresh: items folded in since it was built join ScaNN's."""
-        self.index = rebuilt(self.index, self.params.exact_below)
 
     @classmethod
     def load(cls, path: Path) -> TwoTower:

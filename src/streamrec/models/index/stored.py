@@ -4,6 +4,7 @@ for an exact one (rebuilt from the vectors at load, which costs nothing)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +23,29 @@ def save_index(index: Index, folder: Path) -> None:
         index.save(folder / FOLDER)
 
 
-def load_index(vectors: np.ndarray, folder: Path, exact_below: int) -> Index:
+def saved_index(folder: Path) -> ScannIndex | None:
     """The index saved in ``folder`` (with the items upserted into it since its build), or
-    one built over ``vectors`` (:func:`~streamrec.models.index.scann.build_index`)."""
+    None when the model was saved with an exact one."""
     if (folder / FOLDER / "index.json").exists():
         return ScannIndex.load(folder / FOLDER)
-    return build_index(vectors, exact_below=exact_below)
+    return None
+
+
+def load_index(vectors: np.ndarray, folder: Path, exact_below: int) -> Index:
+    """The index saved in ``folder``, or one built over ``vectors``
+    (:func:`~streamrec.models.index.scann.build_index`)."""
+    return saved_index(folder) or build_index(vectors, exact_below=exact_below)
+
+
+class RebuildsIndex:
+    """For a model with an item index (``self.index``) and ``params.exact_below``."""
+
+    index: Any
+    params: Any
+
+    def rebuild_index(self) -> None:
+        """Build the item index afresh: items folded in since it was built join ScaNN's."""
+        self.index = rebuilt(self.index, self.params.exact_below)
 
 
 def rebuilt(index: Index, exact_below: int) -> Index:
