@@ -2,6 +2,7 @@
 
     python bench/freshness.py [--rate 2000] [--seconds 20] [--warmup 3] [--workers 1]
                               [--data …/ml-100k] [--models als[,two-tower,...]]
+                              [--items 1000000]
 
 1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and
    the ``--models`` trained (this process is the trainer; the workers import no
@@ -15,7 +16,11 @@
    user's cache entries (one per model) until every one's ``history_version`` reaches it.
    Latency = push call to the last of the user's lists visible, p50/p99.
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
-   and the whole refresh of one user (Redis reads, model, CAS write).
+   and the whole refresh of one user (Redis reads, model, CAS write). With ``--items``,
+   ALS's catalogue first grows to that many items (synthetic vectors around the learned
+   ones, published with a ScaNN index as any model of that size), and the model part is
+   timed with exact search over the same items too; the load then runs on that model.
+   The worker's capacity from a backlog is printed with and without draining.
 4. Cached reads per second through ``RecommendationClient.get`` vs raw redis-py ``GET`` of
    the same keys, in the same run: alternating rounds of the two, the ratio is the median
    of the rounds' ratios.
@@ -43,6 +48,7 @@ import redis
 from streamrec import keys
 from streamrec.data.importers import open_source
 from streamrec.data.synthetic import SyntheticConfig, generate
+from streamrec.models.index import ExactIndex
 from streamrec.producer import Producer
 from streamrec.serving.online import OnlineServing
 from streamrec.serving.served import ServedALS
@@ -52,6 +58,7 @@ from streamrec.state.bulk import BulkLoader
 from streamrec.state.client import RecommendationClient
 from streamrec.state.connection import connect, stop_embedded
 from streamrec.state.matrices import MatrixReader
+from streamrec.state.registry import ModelRegistry
 
 PROBE_EVERY = 10
 
@@ -178,13 +185,42 @@ def sustained_load(
     return steady, early, total, elapsed
 
 
-def fold_in_timing(conn: redis.Redis, settings: Settings, users: list[str]) -> dict[str, float]:
+def grow_catalogue(conn: redis.Redis, settings: Settings, n_items: int) -> None:
+    """Publish the active ALS model again with ``n_items`` items: the learned ones and
+    synthetic ones (a learned item's vector, jittered and rescaled: clustered like real
+    items), indexed by ScaNN as any model of that size (``build_index``)."""
+    registry = ModelRegistry(conn, settings)
+    model = ServedALS(conn, settings).load(registry.active_folder("als")[1])
+    learned = model.item_factors
+    rng = np.random.default_rng(5)
+    extra = n_items - len(learned)
+    base = learned[rng.integers(0, len(learned), extra)]
+    jitter = rng.normal(0.0, 0.3, base.shape) * np.abs(base).mean()
+    scale = rng.lognormal(0.0, 0.25, (extra, 1))
+    vectors = ((base + jitter) * scale).astype(np.float32)
+    start = time.perf_counter()
+    model.add_items(np.arange(len(learned), n_items), vectors)
+    model.rebuild_index()  # one build over all of them, as a scheduled rebuild does
+    built = time.perf_counter() - start
+    registry.publish("als", model.save, {"synthetic_items": extra})
+    print(
+        f"catalogue: {n_items:,} items ({extra:,} synthetic), {type(model.index).__name__} "
+        f"built in {built:.1f} s"
+    )
+
+
+def fold_in_timing(
+    conn: redis.Redis, settings: Settings, users: list[str], exact: bool = False
+) -> dict[str, float]:
     """Milliseconds per user of fold-in + top-k + explanations (the worker's calls), one
-    user at a time and in batches of 100, and of a whole one-user refresh."""
+    user at a time and in batches of 100, and of a whole one-user refresh; ``exact``: with
+    the model's items searched exactly instead of through its index."""
     served = ServedALS(conn, settings)
     online = OnlineServing(conn, settings, models=[served])
     model = served.current()
     assert model is not None
+    if exact:
+        model.index = ExactIndex(model.index.vectors)
     sample = users[:300]
     rows = MatrixReader(conn).rows(sample, n_items=model.n_items)
 
@@ -278,6 +314,12 @@ def main() -> None:
         "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/ml-100k"
     )
     parser.add_argument("--models", default="als", help="comma-separated models to train and serve")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=0,
+        help="grow ALS's catalogue to this many items (synthetic vectors; ScaNN from 50,000)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 for TFRS, before TensorFlow
     models = tuple(args.models.split(","))
@@ -296,6 +338,14 @@ def main() -> None:
                 f"{report.refreshed} lists in {report.refresh_seconds:.2f} s"
             )
 
+        if args.items:
+            grow_catalogue(conn, settings, args.items)
+            t = fold_in_timing(conn, settings, users, exact=True)
+            print(
+                f"exact search over the same items: fold-in + top-{settings.top_k} + "
+                f"explanations per user {t['single']:.2f} ms one at a time, "
+                f"{t['batched']:.2f} ms in batches of 100"
+            )
         t = fold_in_timing(conn, settings, users)
         print(
             f"fold-in + top-{settings.top_k} + explanations per user: "
