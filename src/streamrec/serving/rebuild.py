@@ -72,9 +72,7 @@ def rebuild_index(connection: redis.Redis, settings: Settings, name: str) -> Reb
         reader = MatrixReader(connection)
         rows = reader.rows(reader.all_users(), n_items)
         after = served.add_new_items(rows)
-    rebuild = getattr(model, "rebuild_index", None)
-    if rebuild is not None:  # a model with an item index of its own (ALS, two-tower)
-        rebuild()
+    model.rebuild_index()  # items folded in since the index's build join ScaNN's own
     metadata = {"rebuilt_from": replaced, "items_before": before, "items": after}
     version = registry.publish(name, model.save, metadata, replaces=replaced)
     report = RebuildReport(name, version, replaced, before, after, time.perf_counter() - start)
