@@ -4,12 +4,13 @@ Apps send events with a :class:`Producer` and read each user's cached list with 
 :class:`RecommendationClient` (or one Redis ``GET`` from any language); both take the one
 :class:`Settings` object (``Settings.from_env()`` reads ``STREAMREC_*``)::
 
-    from streamrec import Producer, RecommendationClient
+    from streamrec import Producer, RecommendationClient, Settings
 
-    with Producer.from_env() as producer:
+    settings = Settings.from_env()
+    with Producer(settings) as producer:
         producer.send("alice", "song-42", weight=3)
 
-    recs = RecommendationClient.from_env().get("alice", 10)
+    recs = RecommendationClient(settings).get("alice", 10)
 
 Names are imported lazily: ``import streamrec`` loads neither Redis clients nor models.
 """

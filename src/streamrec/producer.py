@@ -78,7 +78,7 @@ class Producer:
 
     Example::
 
-        with Producer.from_env() as producer:
+        with Producer(Settings.from_env()) as producer:
             producer.send("alice", "song-42", weight=3)
     """
 
@@ -115,12 +115,6 @@ class Producer:
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._thread: threading.Thread | None = None
-
-    @classmethod
-    def from_env(cls, **kwargs: Any) -> Producer:
-        """A producer with the settings of the ``STREAMREC_*`` environment variables
-        (``kwargs`` as for the constructor)."""
-        return cls(Settings.from_env(), **kwargs)
 
     @property
     def queue(self) -> Queue:

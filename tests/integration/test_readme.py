@@ -33,8 +33,8 @@ def test_the_readme_examples_use_only_the_public_api() -> None:
     assert len(blocks) == 2
     imports = {line for b in blocks for line in b.splitlines() if "import" in line}
     assert imports == {
-        "from streamrec import Producer",
-        "from streamrec import RecommendationClient",
+        "from streamrec import Producer, Settings",
+        "from streamrec import RecommendationClient, Settings",
     }
 
 

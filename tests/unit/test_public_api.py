@@ -117,8 +117,6 @@ def test_producer_optionals_are_keyword_only() -> None:
         Producer(settings, None)  # type: ignore[misc]
     with pytest.raises(TypeError, match="positional"):
         Producer(settings, None, 10)  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        Producer.from_env(settings)  # type: ignore[call-arg]
     producer = Producer(settings, connection=None, batch_size=10, linger=0, queue_name="events")
     assert (producer.batch_size, producer.linger, producer.queue_name) == (10, 0, "events")
 
@@ -134,5 +132,3 @@ def test_client_optionals_are_keyword_only() -> None:
         client.get("alice", 5, True)  # type: ignore[misc]
     with pytest.raises(TypeError, match="positional"):
         client.get_many(["alice"], 5, True)  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        RecommendationClient.from_env(Settings())  # type: ignore[call-arg]

@@ -10,7 +10,6 @@ artist names) come from ``streamrec:items:names`` when asked for, in one ``HMGET
 from __future__ import annotations
 
 from collections.abc import Sequence, Set
-from typing import Any
 
 import msgspec
 import redis
@@ -89,7 +88,7 @@ class RecommendationClient:
 
     Example::
 
-        client = RecommendationClient.from_env()
+        client = RecommendationClient(Settings.from_env())
         for rec in client.get("alice", 10, names=True).items:
             print(rec.item, rec.name, rec.score)
     """
@@ -104,11 +103,6 @@ class RecommendationClient:
         self.settings = Settings() if settings is None else settings
         self._connection = connection
         self.model = model
-
-    @classmethod
-    def from_env(cls, **kwargs: Any) -> RecommendationClient:
-        """A client with the settings of the ``STREAMREC_*`` environment variables."""
-        return cls(Settings.from_env(), **kwargs)
 
     @property
     def connection(self) -> redis.Redis:
