@@ -113,6 +113,11 @@ class ServedModel(ABC, Generic[M]):
         _add_new_items(self.model, self.source(rows))
         return int(self.model.n_items)
 
+    @property
+    def wants_ratings(self) -> bool:
+        """Whether :meth:`rank` uses the users' ratings (a re-ranking stage does)."""
+        return False
+
     def source(self, rows: HistoryRows) -> sp.csr_matrix:
         """The matrix of ``rows`` the model learns from: every interaction (additive
         weights plus ratings) unless the model learns from ratings only."""
@@ -152,7 +157,9 @@ class ServedModel(ABC, Generic[M]):
         seen = [
             history.indices[history.indptr[n] : history.indptr[n + 1]] for n in range(len(active))
         ]
-        ratings = rows.ratings if every else rows.ratings[active]
+        ratings = None
+        if self.wants_ratings:  # sliced only for a model that re-ranks by them
+            ratings = rows.ratings if every else rows.ratings[active]
         ids, scores, because = self.rank(served, seen, ratings)
         placed = np.any(ids >= 0, axis=1)  # users the model gave nothing read popular items
         if not placed.all():
@@ -324,6 +331,11 @@ class ServedTwoTower(ServedModel["TwoTower"]):
                 serves both keeps it current (a worker's :class:`OnlineServing`).
         """
         self.reranker, self._sync_reranker = reranker, sync
+
+    @property
+    def wants_ratings(self) -> bool:
+        """True with a re-ranking stage: it orders candidates by the users' ratings."""
+        return self.reranker is not None
 
     def rank(
         self,
