@@ -115,8 +115,8 @@ class OnlineServing:
 
     def _after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
         self.reader.learn_items(outcome.new_items)
-        if not outcome.detailed:  # applied while no model was served: one is, since?
-            if self._current_now():
+        if not outcome.detailed:  # applied while no model was served: one is, since? (ask
+            if self.current():  # now: a cached "no" could leave these users unserved)
                 self.refresh(sorted({e.user for e in events}))
         elif outcome.users:
             if self._current_now():
