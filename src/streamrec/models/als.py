@@ -26,17 +26,33 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_solve
 from threadpoolctl import threadpool_limits
 
 from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
 from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
-from streamrec.models.padded import UserSystems, padded_groups, strongest
 
 logger = logging.getLogger(__name__)
 
 Confidence = Literal["binary", "log"]
+
+
+@dataclass(frozen=True)
+class UserSystems:
+    """Users solved by :meth:`~streamrec.models.als.ImplicitALS.solve_users`.
+
+    Attributes:
+        confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
+        lower: Cholesky factors of the normal-equation matrices ``A_u``,
+            ``(n, factors, factors)`` float64 (lower triangles).
+        vectors: the solved user vectors, ``(n, factors)`` float32.
+    """
+
+    confidence: sp.csr_matrix
+    lower: np.ndarray
+    vectors: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -202,7 +218,7 @@ class ImplicitALS(RebuildsIndex):
         conf = systems.confidence
         hist = conf.indices[conf.indptr[0] : conf.indptr[1]].astype(np.int64)
         y = self._y64()
-        z = systems.inverse[0].astype(np.float64) @ y[np.asarray(items, dtype=np.int64)].T
+        z = cho_solve((systems.lower[0], True), y[np.asarray(items, dtype=np.int64)].T)
         c = conf.data[conf.indptr[0] : conf.indptr[1]].astype(np.float64) * self.params.alpha
         return hist, (y[hist] @ z) * c[:, None]
 
@@ -210,32 +226,20 @@ class ImplicitALS(RebuildsIndex):
         """Fold users in like :meth:`fold_in_users`, keeping what :meth:`because` needs.
 
         Builds ``A_u = YᵀY + Σ_j (c_j - 1) y_j y_jᵀ + λI`` and ``b_u = Σ_j c_j y_j`` once per
-        user (users of similar history length padded into batched products) and inverts
-        them in one batched call; :meth:`because` reuses the ``A_u⁻¹`` to explain the
-        recommendations (the serving hot path).
+        user and solves through its Cholesky factor (a compiled kernel,
+        :func:`~streamrec.models.kernels.solve_cholesky`); :meth:`because` reuses the
+        factors to explain the recommendations (the serving hot path).
 
         Args:
             user_items: full histories, ``(n, n_items)`` CSR of raw weights.
         """
+        from streamrec.models.kernels import solve_cholesky
+
         conf = self._clip(user_items)
-        y = self.item_factors  # float32: the factors' own precision, twice as fast to solve
-        alpha, n, f = self.params.alpha, conf.shape[0], y.shape[1]
-        a = np.repeat(self._yty().astype(np.float32)[None], n, axis=0)
-        a[:, np.arange(f), np.arange(f)] += self.params.regularization
-        b = np.zeros((n, f), dtype=np.float32)
-        groups = padded_groups(conf)
-        for group in groups:
-            yh = y[group.items]  # (g, L, f); padding slots have confidence 0 and no weight
-            c = group.confidence * alpha
-            a[group.rows] += np.matmul(
-                yh.transpose(0, 2, 1) * ((c - 1.0) * group.mask)[:, None], yh
-            )
-            b[group.rows] = np.matmul(yh.transpose(0, 2, 1), c[..., None])[..., 0]
-        # one inverse per user (not a solve): it gives the vector here and the
-        # explanations in because() by matrix products, cheaper than two batched solves
-        inverse = np.linalg.inv(a) if n else a
-        vectors = np.matmul(inverse, b[..., None])[..., 0]
-        return UserSystems(conf, inverse, vectors.astype(np.float32), groups)
+        lower, vectors = solve_cholesky(
+            conf.indptr, conf.indices, conf.data, self._y64(), self._base(), self.params.alpha
+        )
+        return UserSystems(conf, lower, vectors.astype(np.float32))
 
     def because(self, systems: UserSystems, items: np.ndarray, n: int = 2) -> np.ndarray:
         """For each user and each recommended item, the ``n`` history items that contribute
@@ -250,20 +254,16 @@ class ImplicitALS(RebuildsIndex):
             ``(users, k, n)`` int64 history item ids, strongest first; ``-1`` where there
             are fewer than ``n`` history items or the slot is empty.
         """
-        conf, y, alpha = systems.confidence, self.item_factors, self.params.alpha
-        out = np.full((*items.shape, n), -1, dtype=np.int64)
+        from streamrec.models.kernels import als_because
+
+        conf = systems.confidence
+        items = np.ascontiguousarray(items, dtype=np.int64)
         if conf.shape[0] == 0 or n == 0:
-            return out
-        z = np.matmul(systems.inverse, y[np.maximum(items, 0)].transpose(0, 2, 1))
-        for group in systems.groups:
-            # contrib[g, j, i] = c_j y_jᵀ A⁻¹ y_i: history slot j's share of item i's score
-            contrib = (
-                np.matmul(y[group.items], z[group.rows]) * (group.confidence * alpha)[..., None]
-            )
-            contrib[~group.mask] = -np.inf
-            out[group.rows] = strongest(contrib, group.items, n)
-        out[items < 0] = -1
-        return out
+            return np.full((*items.shape, n), -1, dtype=np.int64)
+        return als_because(
+            conf.indptr, conf.indices, conf.data, self._y64(), systems.lower,
+            self.params.alpha, items, n,
+        )  # fmt: skip
 
     def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
         """The history items that contributed most to ``item``'s score for this user.
@@ -291,6 +291,12 @@ class ImplicitALS(RebuildsIndex):
             y = self._y64()
             self._yty_cache, self._yty_rows = y.T @ y, self.n_items
         return self._yty_cache
+
+    def _base(self) -> np.ndarray:
+        """``YᵀY + λI``, float64."""
+        yty = self._yty()
+        base: np.ndarray = yty + self.params.regularization * np.eye(yty.shape[0])
+        return base
 
     def save(self, path: Path) -> None:
         """Write ``model.npz`` (factors) and ``params.json`` into the folder ``path``."""

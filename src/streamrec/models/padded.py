@@ -1,4 +1,4 @@
-"""Users' ALS normal equations in padded groups: per-user products as batched matmuls."""
+"""Users' rows in padded groups: per-user products as batched matmuls."""
 
 from __future__ import annotations
 
@@ -6,25 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-
-
-@dataclass(frozen=True)
-class UserSystems:
-    """Users solved by :meth:`ImplicitALS.solve_users`.
-
-    Attributes:
-        confidence: the users' confidence rows (before ``alpha``), ``(n, n_items)`` CSR.
-        inverse: the inverses of the normal-equation matrices ``A_u``,
-            ``(n, factors, factors)`` float32.
-        vectors: the solved user vectors, ``(n, factors)`` float32.
-        groups: the non-empty rows of ``confidence`` in padded groups (see
-            :func:`padded_groups`), reused by :meth:`ImplicitALS.because`.
-    """
-
-    confidence: sp.csr_matrix
-    inverse: np.ndarray
-    vectors: np.ndarray
-    groups: list[PaddedGroup]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
 from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
-from streamrec.models.padded import padded_groups, strongest
 from streamrec.models.sparse import with_width
 
 Pooling = Literal["binary", "log"]
@@ -217,19 +216,14 @@ class TwoTower(RebuildsIndex):
     def because(self, rows: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
         """Per user and recommended item, the ``n`` history items with the largest share of
         the item's score, ``(users, k, n)``, ``-1`` padding."""
+        from streamrec.models.kernels import dot_because
+
         w = self.weights(rows)
-        out = np.full((*ids.shape, n), -1, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
         if n == 0 or w.nnz == 0:
-            return out
-        e = self.item_vectors[np.maximum(ids, 0)]  # (users, k, dim)
-        for group in padded_groups(w):
-            # share[g, j, i] = w_j (x_j W) · e_i: history slot j's part of item i's score
-            share = np.matmul(self._projected[group.items], e[group.rows].transpose(0, 2, 1))
-            share *= group.confidence[..., None]
-            share[~group.mask | (group.confidence == 0)] = -np.inf  # padding, untrained items
-            out[group.rows] = strongest(share, group.items, n)
-        out[ids < 0] = -1
-        return out
+            return np.full((*ids.shape, n), -1, dtype=np.int64)
+        # share_ji = w_j (x_j W) · e_i: history slot j's part of item i's score
+        return dot_because(w.indptr, w.indices, w.data, self._projected, self.item_vectors, ids, n)
 
     def explain(self, history: sp.csr_matrix, item: int, n: int = 5) -> list[tuple[int, float]]:
         """The ``n`` history items with the largest share of ``item``'s score for the user

@@ -4,8 +4,8 @@
 weights); :class:`ServedKernelMF` serves the rating model from ratings only. Both load a
 version only when the registry publishes a newer one, give items first seen after training
 a vector from the users being served, and encode cache entries the same way
-(:meth:`ServedModel.encode`). ``kernel_mf`` (and numba) is imported only when a KernelMF
-version is loaded, so a worker that serves ALS alone never pays for it. With
+(:meth:`ServedModel.encode`). Model modules and numba (the compiled per-user kernels,
+:mod:`~streamrec.models.kernels`) are imported when a version is first served. With
 ``settings.rerank`` set, :class:`ServedTwoTower` hands its top candidates to
 :class:`ServedGMF` to re-order (:mod:`~streamrec.serving.reranking` links the two).
 """

@@ -21,6 +21,7 @@ class ExactIndex:
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self._valid = np.any(self.vectors != 0, axis=1)
+        self._invalid = np.flatnonzero(~self._valid)
 
     @property
     def n_items(self) -> int:
@@ -47,22 +48,20 @@ class ExactIndex:
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         if k <= 0 or self.n_items == 0:
             return ids, scores
+        from streamrec.models.kernels import top_k
+
+        top = min(k, self.n_items)
         for start in range(0, n, CHUNK):
             block = q[start : start + CHUNK] @ self.vectors.T
-            block[:, ~self._valid] = -np.inf
+            if len(self._invalid):
+                block[:, self._invalid] = -np.inf
             if exclude is not None:
                 for row, banned in enumerate(exclude[start : start + CHUNK]):
                     if len(banned):
                         block[row, np.asarray(banned, dtype=np.int64)] = -np.inf
-            top = min(k, self.n_items)
-            part = np.argpartition(-block, top - 1, axis=1)[:, :top]
-            part_scores = np.take_along_axis(block, part, axis=1)
-            order = np.argsort(-part_scores, axis=1, kind="stable")
-            best = np.take_along_axis(part, order, axis=1)
-            best_scores = np.take_along_axis(part_scores, order, axis=1)
-            found = np.isfinite(best_scores)
-            ids[start : start + len(block), :top] = np.where(found, best, -1)
-            scores[start : start + len(block), :top] = np.where(found, best_scores, -np.inf)
+            found, found_scores = top_k(block, top)
+            ids[start : start + len(block), :top] = found
+            scores[start : start + len(block), :top] = found_scores
         return ids, scores
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -79,3 +78,4 @@ class ExactIndex:
             self.vectors, self._valid = grown, valid
         self.vectors[ids] = vectors
         self._valid[ids] = np.any(self.vectors[ids] != 0, axis=1)
+        self._invalid = np.flatnonzero(~self._valid)
