@@ -95,8 +95,19 @@ class ServedModel(ABC, Generic[M]):
             version, folder = self.registry.active_folder(self.name)
             self.model = self.load(folder)
             self.version = version
+            self.warm()
             logger.info("serving %s version %d", self.name, version)
         return self.model
+
+    def warm(self) -> None:
+        """Serve a one-item user once and drop the answer: the model's compiled kernels load
+        now (a fraction of a second per process), not in the first batch a worker serves."""
+        model = self.model
+        if model is not None and model.n_items:
+            row = sp.csr_matrix(
+                (np.ones(1, dtype=np.float32), ([0], [0])), shape=(1, model.n_items)
+            )
+            self.rank(row, [np.zeros(0, dtype=np.int64)])
 
     def serve(self, model: M, version: int) -> None:
         """Use ``model`` as version ``version`` (a trainer that holds it skips the reload)."""
