@@ -92,6 +92,25 @@ def test_same_batch_delivered_twice_changes_nothing(
     assert (counts.events_applied, counts.batches_applied, counts.batches_duplicate) == (2, 1, 2)
 
 
+def test_batches_applied_together_after_the_server_forgot_the_script(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """Several batches go in one pipeline of plain EVALSHA calls; after SCRIPT FLUSH (as
+    after a server restart) the script is loaded again and every batch applied once."""
+    store = HistoryStore(redis_conn, settings)
+    validator = EventValidator(settings)
+    batches = [
+        (f"flushed-{n}", [validator.parse({"user": f"u{n}", "item": "i1", "weight": 2})], [])
+        for n in range(3)
+    ]
+    first = store.apply_many(batches[:2])
+    redis_conn.script_flush()
+    again = store.apply_many(batches)  # two redelivered, one new
+    assert [o.applied for o in first] == [True, True]
+    assert [o.applied for o in again] == [False, False, True]
+    assert all(store.get(f"u{n}").items for n in range(3))
+
+
 def test_every_malformed_event_is_dead_lettered_and_its_neighbours_applied(
     redis_conn: redis.Redis, settings: Settings
 ) -> None:

@@ -144,15 +144,25 @@ class HistoryStore:
             batch_id, events, dead = batches[0]
             keys_, args = self._script_args(batch_id, events, dead, now, serving, sents[0])
             return [parse_reply(batch_id, self._apply(keys=keys_, args=args), serving)]
-        with self.connection.pipeline(transaction=False) as pipe:
-            ids = []
-            for (batch_id, events, dead), sent in zip(batches, sents, strict=True):
-                keys_, args = self._script_args(batch_id, events, dead, now, serving, sent)
-                self._apply(keys=keys_, args=args, client=pipe)
-                ids.append(batch_id)
-            replies = pipe.execute()
-        pairs = zip(ids, replies, strict=True)
+        calls = [
+            self._script_args(batch_id, events, dead, now, serving, sent)
+            for (batch_id, events, dead), sent in zip(batches, sents, strict=True)
+        ]
+        try:
+            replies = self._evalsha_all(calls)
+        except redis.exceptions.NoScriptError:  # a restarted or flushed server: load, retry
+            self.connection.script_load(self._apply.script)  # (applied batches are ledgered)
+            replies = self._evalsha_all(calls)
+        pairs = zip((batch_id for batch_id, _, _ in batches), replies, strict=True)
         return [parse_reply(batch_id, reply, serving) for batch_id, reply in pairs]
+
+    def _evalsha_all(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The apply script's replies to ``calls`` in one round trip (plain EVALSHA: a
+        pipeline given the script object would ask SCRIPT EXISTS first, another one)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for keys_, args in calls:
+                pipe.evalsha(self._apply.sha, len(keys_), *keys_, *args)
+            return pipe.execute()  # type: ignore[no-any-return]
 
     def apply_all(
         self,
