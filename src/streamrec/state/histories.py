@@ -162,7 +162,7 @@ class HistoryStore:
         with self.connection.pipeline(transaction=False) as pipe:
             for keys_, args in calls:
                 pipe.evalsha(self._apply.sha, len(keys_), *keys_, *args)
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute()
 
     def apply_all(
         self,
