@@ -1,30 +1,42 @@
 """ScaNN index against exact (brute-force) search: recall@k, speed-up, build time, memory.
 
     python bench/index.py [--n 1000000] [--queries 10000] [--k 10] [--seed 0]   # ~3 min
-    python bench/index.py --vectors items.npy [--user-vectors users.npy]
+    OPENBLAS_NUM_THREADS=1 python bench/index.py --vectors als [--data …/ml-100k/u.data]
+    python bench/index.py --vectors items.npy [--user-vectors users.npy] [--no-synthetic]
     python bench/index.py --sweep --sizes   # + leaves/reorder trade-off, exact vs ScaNN by size
 
-Data (unless ``--vectors``): ``--n`` × ``--dim`` float32 items around ``--clusters``
+Synthetic data: ``--n`` × ``--dim`` float32 items around ``--clusters``
 Gaussian centres (centre ~ N(0, I/dim), so |centre| ≈ 1; item = centre + ``--spread`` ·
 N(0, I/dim), so an item lies about ``spread`` from its centre), times a log-normal(0,
 ``--norm-sigma``) norm, the popularity-like spread of norms learned factors have. Cluster
 sizes are log-normal(0, ``--size-sigma``) shares: a long tail of small clusters and a few
 big ones. Queries: items drawn at random, perturbed by ``spread``/2 · N(0, I/dim) (a user
-near what they like). With ``--vectors`` the items are the non-zero rows of a learned
-``(n, dim)`` matrix and the queries perturbed items the same way (noise scaled to the
-items' per-dimension spread), or the rows of ``--user-vectors``.
+near what they like).
+
+``--vectors`` first runs the same measurements on learned vectors: ``als`` trains
+ImplicitALS (default parameters, one thread) on ``--data`` (MovieLens 100K, the largest
+data set this machine holds: only 1,682 items) and queries with its users' vectors; a
+``.npy`` path gives the non-zero rows of a learned ``(n, dim)`` matrix, queried by the rows
+of ``--user-vectors`` or by perturbed items (noise scaled to the items' per-dimension
+spread). ScaNN is forced on (``ScannIndex``, whatever the size; a model would keep its
+exact index below ``EXACT_BELOW`` items). Its summary line is
+``index(vectors=LABEL): recall@10=R speedup=S build_s=B peak_rss_gb=M`` (LABEL
+``als-ml100k`` or the file's stem), printed before the synthetic run starts.
 
 Everything is timed on one thread (``threadpool_limits(1)``; ScaNN's ``search_batched``,
 not its parallel form); only ScaNN's training uses every core (``--threads``). Brute force
 is numpy at its best: a matrix product per 64 queries, then a top-k pruned by block
-maxima (the textbook ``argpartition`` over every score is timed too, slower). Exact top-k
+maxima (the textbook ``argpartition`` over every score is timed too, slower, and so is one
+query at a time, a matrix-vector product that reads every item vector per query, as issue
+12's prototype measured its ~37 queries/s: 5-7x slower than the batched form). Exact top-k
 for recall comes from it for every query; the first ``--brute-timed`` are timed (brute
 force costs the same for every query, so the rate extrapolates), the rest run on every
 core untimed. Then: per-query latency for batches of 1 and 100, with and without 50
 excluded items per query (the exact top-5 among them), ScaNN and exact; save/load; and
 search with a delta of 1 % of the items, before and after ``rebuild()``.
 
-The last line is ``index: recall@10=R speedup=S build_s=B peak_rss_gb=M``: recall of
+The synthetic run's last line, the output's last, is
+``index: recall@10=R speedup=S build_s=B peak_rss_gb=M``: recall of
 ScannIndex.search against exact top-k, ScaNN's queries/s over brute force's (both one
 thread, all queries in one batch), build seconds, and the whole process's peak RSS (the
 exact-search latency rows and the rebuild raise it; the RSS after the build is printed
@@ -300,13 +312,18 @@ def main() -> None:
     parser.add_argument("--norm-sigma", type=float, default=0.25, help="log-normal item norms")
     parser.add_argument("--size-sigma", type=float, default=1.0, help="log-normal cluster sizes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vectors", type=Path, help="learned item vectors (n, dim) .npy")
+    parser.add_argument(
+        "--vectors",
+        help="also learned item vectors: an (n, dim) .npy, or 'als' (ALS trained on --data)",
+    )
     parser.add_argument("--user-vectors", type=Path, help="queries (n, dim) .npy")
+    parser.add_argument("--data", type=Path, default=ML100K, help="u.data for --vectors als")
+    parser.add_argument("--no-synthetic", action="store_true", help="only the --vectors run")
     parser.add_argument("--brute-timed", type=int, default=2000, help="queries timed")
     parser.add_argument("--num-leaves", type=int, help="default: ScannParams' rule")
     parser.add_argument("--leaves-to-search", type=int, help="default: ScannParams' rule")
     parser.add_argument("--reorder", type=int, help="default: ScannParams' default")
-    parser.add_argument("--sample", type=int, help="training sample size")
+    parser.add_argument("--sample", type=int, help="tree training sample size")
     parser.add_argument("--threads", type=int, default=0, help="ScaNN training threads")
     parser.add_argument("--soar-lambda", type=float, help="SOAR spilling (default: off)")
     parser.add_argument("--l2-tree", action="store_true", help="squared-L2 k-means tree")
@@ -317,33 +334,7 @@ def main() -> None:
     if args.sizes:
         sizes(args.dim, args.k, args.seed)
 
-    from streamrec.models.index.exact import ExactIndex
-    from streamrec.models.index.scann import ScannIndex
     from streamrec.models.index.scann_params import ScannParams
-
-    rng = np.random.default_rng(args.seed)
-    (items, queries), gen_s = timed(lambda: load_or_generate(args, rng))
-    k = args.k
-    source = args.vectors or f"clustered synthetic ({args.clusters} clusters, spread {args.spread})"
-    print(f"items {items.shape[0]:,} × {items.shape[1]} float32 from {source}")
-    print(f"queries {len(queries):,}, k = {k}; data ready in {gen_s:.1f} s")
-
-    n_timed = min(args.brute_timed, len(queries))
-    with one_thread():
-        brute_force(items, queries[:BRUTE_CHUNK], k)  # warm-up
-        timed_truth, brute_s = timed(lambda: brute_force(items, queries[:n_timed], k))
-    rest = brute_force(items, queries[n_timed:], k)  # every core, untimed
-    truth = np.concatenate([timed_truth, rest])
-    brute_qps = n_timed / brute_s
-    print(
-        f"brute force, 1 thread: {brute_s / n_timed * 1e3:.2f} ms/query = {brute_qps:.0f} "
-        f"queries/s ({n_timed:,} of {len(queries):,} queries timed; block-maximum pruning)"
-    )
-    with one_thread():
-        few = queries[: min(4 * BRUTE_CHUNK, len(queries))]
-        plain, plain_s = timed(lambda: brute_force_argpartition(items, few, k))
-    assert recall(plain, truth[: len(few)]) == 1.0
-    print(f"  (argpartition over every score instead: {plain_s / len(few) * 1e3:.2f} ms/query)")
 
     overrides = {
         "num_leaves": args.num_leaves,
@@ -357,6 +348,59 @@ def main() -> None:
         soar_lambda=args.soar_lambda,
         spherical=not args.l2_tree,
     )
+    rng = np.random.default_rng(args.seed)
+    if args.vectors is not None:  # first: its peak RSS is its own
+        (label, items, queries), gen_s = timed(lambda: learned(args, rng))
+        print(f"queries {len(queries):,}, k = {args.k}; data ready in {gen_s:.1f} s")
+        figures = measure(items, queries, args, params, details=False)
+        print(f"index(vectors={label}): {figures}\n")
+    if not args.no_synthetic:
+        (items, queries), gen_s = timed(lambda: clustered(
+            args.n, args.dim, args.clusters, args.spread, args.queries, args.seed,
+            args.norm_sigma, args.size_sigma,
+        ))  # fmt: skip
+        print(
+            f"items {items.shape[0]:,} × {items.shape[1]} float32 from clustered synthetic "
+            f"({args.clusters} clusters, spread {args.spread})"
+        )
+        print(f"queries {len(queries):,}, k = {args.k}; data ready in {gen_s:.1f} s")
+        print(f"index: {measure(items, queries, args, params, details=True)}")
+
+
+def measure(
+    items: np.ndarray, queries: np.ndarray, args: argparse.Namespace, params: Any, details: bool
+) -> str:
+    """Brute force and ScaNN over ``items`` for ``queries`` (one thread), printed as they
+    come; returns ``recall@k=R speedup=S build_s=B peak_rss_gb=M``. ``details``: the
+    ``--sweep`` and latency tables too."""
+    from streamrec.models.index.exact import ExactIndex
+    from streamrec.models.index.scann import ScannIndex
+
+    k = args.k
+    n_timed = min(args.brute_timed, len(queries))
+    with one_thread():
+        brute_force(items, queries[:BRUTE_CHUNK], k)  # warm-up
+        timed_truth, brute_s = timed(lambda: brute_force(items, queries[:n_timed], k))
+    rest = brute_force(items, queries[n_timed:], k)  # every core, untimed
+    truth = np.concatenate([timed_truth, rest])
+    brute_qps = n_timed / brute_s
+    print(
+        f"brute force, 1 thread: {brute_s / n_timed * 1e3:.3f} ms/query = {brute_qps:.0f} "
+        f"queries/s ({n_timed:,} of {len(queries):,} queries timed; block-maximum pruning)"
+    )
+    with one_thread():
+        few = queries[: min(4 * BRUTE_CHUNK, len(queries))]
+        plain, plain_s = timed(lambda: brute_force_argpartition(items, few, k))
+    assert recall(plain, truth[: len(few)]) == 1.0
+    print(f"  (argpartition over every score instead: {plain_s / len(few) * 1e3:.3f} ms/query)")
+    with one_thread():
+        _, single_s = timed(lambda: [_top((items @ q)[None], k) for q in queries[:50]])
+    single_qps = min(50, len(queries)) / single_s
+    print(
+        f"  (one query at a time, matrix-vector product + argpartition, as issue 12's "
+        f"prototype: {1e3 / single_qps:.3f} ms/query = {single_qps:.0f} queries/s)"
+    )
+
     index, build_s = timed(lambda: ScannIndex(items, params))
     print(f"ScaNN build: {build_s:.1f} s with {index.params}; peak RSS {peak_rss_gb():.2f} GB")
     with one_thread():
@@ -372,31 +416,71 @@ def main() -> None:
         raw = index._searcher.search_batched
         _, raw_s = timed(raw, queries, k, p.reorder, p.leaves_to_search or None, repeat=2)
         print(f"  (ScaNN's search_batched alone: {raw_s / len(queries) * 1e6:.1f} µs/query)")
-        if args.sweep:
+        if details and args.sweep:
             sweep(index, queries[:n_timed], truth[:n_timed], k, brute_qps)
-        if not args.no_latency:
+        if details and not args.no_latency:
             exact = ExactIndex(items)
             latency(index, exact, items, queries, k)
             del exact
             delta_and_persistence(index, items, queries, k)  # changes items: last
-    print(
-        f"index: recall@{k}={r:.4f} speedup={scann_qps / brute_qps:.0f} "
+    speedup = scann_qps / brute_qps
+    print(f"  (speed-up over one query at a time instead: {scann_qps / single_qps:.0f})")
+    return (
+        f"recall@{k}={r:.4f} speedup={speedup:.{0 if speedup >= 10 else 2}f} "
         f"build_s={build_s:.1f} peak_rss_gb={peak_rss_gb():.2f}"
     )
 
 
-def load_or_generate(args: argparse.Namespace, rng: np.random.Generator) -> tuple[Any, Any]:
-    if args.vectors is None:
-        return clustered(
-            args.n, args.dim, args.clusters, args.spread, args.queries, args.seed,
-            args.norm_sigma, args.size_sigma,
-        )  # fmt: skip
-    items = np.ascontiguousarray(np.load(args.vectors, allow_pickle=False), dtype=np.float32)
-    items = items[np.any(items != 0, axis=1)]  # untrained ids: never results, not in truth
-    if args.user_vectors is not None:
-        users = np.load(args.user_vectors, allow_pickle=False).astype(np.float32)
-        return items, users[: args.queries]
-    return items, perturbed(items, args.queries, items.std(axis=0) / 2, rng)
+#: The largest data set this machine holds (``--vectors als``).
+ML100K = Path("/work/shared/data/ml-100k/u.data")
+
+
+def learned(
+    args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(label, items, queries)`` of ``--vectors``: an ALS model trained here on ``--data``
+    (queries: its users' vectors), or a ``.npy`` of item vectors (queries: the rows of
+    ``--user-vectors``, or perturbed items). Untrained (zero) rows are dropped."""
+    if args.vectors == "als":
+        items, queries = als_vectors(args.data)
+        label = "als-ml100k" if args.data.parent.name == "ml-100k" else f"als-{args.data.stem}"
+    else:
+        path = Path(args.vectors)
+        items = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+        label = path.stem
+        queries = None
+        if args.user_vectors is not None:
+            queries = np.load(args.user_vectors, allow_pickle=False).astype(np.float32)
+    items = np.ascontiguousarray(items[np.any(items != 0, axis=1)])  # never results
+    if queries is None:
+        queries = perturbed(items, args.queries, items.std(axis=0) / 2, rng)
+    queries = np.ascontiguousarray(queries[: args.queries], dtype=np.float32)
+    print(f"items {items.shape[0]:,} × {items.shape[1]} float32 from {label}")
+    if len(items) < 50_000:
+        print(
+            f"  only {len(items):,} items: ScaNN is forced here (ScannIndex, no tree below "
+            "TREE_BELOW items); serving would keep the exact index below EXACT_BELOW"
+        )
+    return label, items, queries
+
+
+def als_vectors(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Item and user vectors of :class:`~streamrec.models.als.ImplicitALS` (default
+    parameters, one solver thread, BLAS limited to one thread) trained on every rating of
+    the MovieLens ``u.data`` at ``data``."""
+    from streamrec.data.importers import open_source
+    from streamrec.data.interactions import read_interactions
+    from streamrec.models.als import ALSParams, ImplicitALS
+    from streamrec.settings import Settings
+
+    loaded = read_interactions(open_source(data, "movielens-100k"), Settings.from_env())
+    matrix = loaded.data.to_csr()
+    model, fit_s = timed(lambda: ImplicitALS(ALSParams(num_threads=1)).fit(matrix))
+    print(
+        f"ALS ({model.params.factors} factors) trained on {data}: {matrix.shape[0]:,} users × "
+        f"{matrix.shape[1]:,} items, {matrix.nnz:,} interactions, {fit_s:.1f} s"
+    )
+    return model.item_factors, model.user_factors
 
 
 if __name__ == "__main__":

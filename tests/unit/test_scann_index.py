@@ -236,6 +236,9 @@ def test_parameters_follow_the_catalogue_size() -> None:
     big = ScannParams().resolved(1_000_000)
     assert big.num_leaves and 200 <= big.num_leaves <= 4000
     assert big.leaves_to_search and 1 <= big.leaves_to_search <= big.num_leaves
+    # a tree trained on ~50 items a leaf loses recall (bench/index.py: 0.93 against 0.994)
+    assert big.training_sample_size and big.training_sample_size >= 150 * big.num_leaves
+    assert big.quantizer_sample_size == 50_000
     forced = ScannParams(num_leaves=5000).resolved(TREE_BELOW)
     assert forced.num_leaves == TREE_BELOW // 50  # never more leaves than ScaNN can fill
     with pytest.raises(ConfigError, match="reorder"):

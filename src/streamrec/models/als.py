@@ -29,10 +29,17 @@ import scipy.sparse as sp
 from scipy.linalg import cho_solve
 from threadpoolctl import threadpool_limits
 
-from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
-from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
+from streamrec.models.index.stored import (
+    SIMILAR,
+    Index,
+    SimilarByCosine,
+    build_similar_index,
+    load_index,
+    load_similar_index,
+    save_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ class ALSParams:
     exact_below: int = EXACT_BELOW
 
 
-class ImplicitALS(RebuildsIndex):
+class ImplicitALS(SimilarByCosine):
     """ALS model: item factors learned by ``implicit``, users solved on demand.
 
     Args:
@@ -94,6 +101,7 @@ class ImplicitALS(RebuildsIndex):
         self.params = params or ALSParams()
         self._model: Any = None
         self.index: Index | None = None
+        self.similar_index: Index | None = None
         self._yty_cache: np.ndarray | None = None
         self._yty_rows = 0
         self._y64_cache: np.ndarray | None = None
@@ -133,6 +141,7 @@ class ImplicitALS(RebuildsIndex):
         model.fit(self.confidence(user_items), show_progress=show_progress)
         self._model = model
         self.index = build_index(model.item_factors, exact_below=self.params.exact_below)
+        self.similar_index = build_similar_index(model.item_factors, self.params.exact_below)
         return self
 
     def fold_in_users(self, user_items: sp.csr_matrix) -> np.ndarray:
@@ -179,6 +188,7 @@ class ImplicitALS(RebuildsIndex):
         self._require_fit()
         assert self.index is not None
         self.index.upsert(ids, vectors)
+        self.upsert_similar(ids, vectors)
         self._model.item_factors = self.index.vectors
         self._model._YtY = None  # implicit caches YᵀY; it must see the new rows
 
@@ -191,12 +201,10 @@ class ImplicitALS(RebuildsIndex):
         return self.index.search(user_vectors, k, exclude)
 
     def similar_items(self, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items by cosine similarity of factors, the query item itself excluded."""
-        factors = self.item_factors
-        norms = np.linalg.norm(factors, axis=1, keepdims=True)
-        unit = np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
-        ids = np.atleast_1d(np.asarray(item_ids, dtype=np.int64))
-        return ExactIndex(unit).search(unit[ids], k, [np.array([i]) for i in ids])
+        """Top-``k`` items by cosine similarity of factors, the query item itself excluded
+        (through the ``similar`` index: :meth:`SimilarByCosine.similar_items`)."""
+        self._require_fit()
+        return super().similar_items(item_ids, k)
 
     def contributions(
         self, history: sp.csr_matrix, items: np.ndarray
@@ -304,8 +312,9 @@ class ImplicitALS(RebuildsIndex):
         path.mkdir(parents=True, exist_ok=True)
         np.savez(path / "model.npz", item_factors=self.item_factors, user_factors=self.user_factors)
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
-        assert self.index is not None
+        assert self.index is not None and self.similar_index is not None
         save_index(self.index, path)
+        save_index(self.similar_index, path, SIMILAR)
 
     @classmethod
     def load(cls, path: Path) -> ImplicitALS:
@@ -319,6 +328,7 @@ class ImplicitALS(RebuildsIndex):
         model.item_factors, model.user_factors = item_factors, user_factors
         self._model = model
         self.index = load_index(item_factors, path, params.exact_below)
+        self.similar_index = load_similar_index(item_factors, path, params.exact_below)
         return self
 
     def _clip(self, user_items: sp.csr_matrix) -> sp.csr_matrix:

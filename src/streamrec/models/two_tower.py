@@ -31,10 +31,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from streamrec.errors import ConfigError
-from streamrec.models.index.exact import ExactIndex
 from streamrec.models.index.scann import build_index
 from streamrec.models.index.scann_params import EXACT_BELOW
-from streamrec.models.index.stored import Index, RebuildsIndex, load_index, save_index
+from streamrec.models.index.stored import (
+    SIMILAR,
+    Index,
+    SimilarByCosine,
+    build_similar_index,
+    load_index,
+    load_similar_index,
+    save_index,
+)
 from streamrec.models.sparse import with_width
 
 Pooling = Literal["binary", "log"]
@@ -118,7 +125,7 @@ def pooling_weights(rows: sp.csr_matrix, pooling: Pooling) -> sp.csr_matrix:
     return out
 
 
-class TwoTower(RebuildsIndex):
+class TwoTower(SimilarByCosine):
     """A trained two-tower model, served in numpy.
 
     Args:
@@ -131,6 +138,8 @@ class TwoTower(RebuildsIndex):
         features: the feature vocabulary of the item tower (empty: ids only).
         feature_embeddings: ``t``, ``(len(features), dim)``.
         index: an index over ``items`` already built (a saved one); default: built here.
+        similar_index: the ``similar`` index over ``items``' unit rows already built (a
+            saved one); default: built here.
     """
 
     name = "two-tower"
@@ -146,6 +155,7 @@ class TwoTower(RebuildsIndex):
         features: Sequence[str] = (),
         feature_embeddings: np.ndarray | None = None,
         index: Index | None = None,
+        similar_index: Index | None = None,
     ) -> None:
         self.params = params
         self.features = tuple(features)
@@ -163,6 +173,11 @@ class TwoTower(RebuildsIndex):
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.index: Index = (
             index if index is not None else build_index(items, exact_below=params.exact_below)
+        )
+        self.similar_index: Index = (
+            similar_index
+            if similar_index is not None
+            else build_similar_index(items, params.exact_below)
         )
         self.trained_items = len(items) if trained_items is None else trained_items
         # x_h W for every item: a history item's contribution to the query, precomputed
@@ -237,12 +252,9 @@ class TwoTower(RebuildsIndex):
         return [(int(hist[j]), float(shares[j])) for j in order]
 
     def similar_items(self, item_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items by cosine similarity of item vectors, the query item excluded."""
-        e = self.item_vectors
-        norms = np.linalg.norm(e, axis=1, keepdims=True)
-        unit = np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
-        ids = np.atleast_1d(np.asarray(item_ids, dtype=np.int64))
-        return ExactIndex(unit).search(unit[ids], k, [np.array([i]) for i in ids])
+        """Top-``k`` items by cosine similarity of item vectors, the query item excluded
+        (through the ``similar`` index: :meth:`SimilarByCosine.similar_items`)."""
+        return super().similar_items(item_ids, k)
 
     def fold_in_items(self, item_users: sp.csr_matrix, user_vectors: np.ndarray) -> np.ndarray:
         """Vectors for items first seen after training: the mean query of the users who
@@ -278,6 +290,7 @@ class TwoTower(RebuildsIndex):
         self.history = grown
         self._projected = self.history @ self.projection
         self.index.upsert(ids, np.asarray(vectors, dtype=np.float32))
+        self.upsert_similar(ids, vectors)
 
     def save(self, path: Path) -> None:
         """Write ``model.npz`` (the towers) and ``params.json`` into the folder ``path``."""
@@ -294,6 +307,7 @@ class TwoTower(RebuildsIndex):
         )
         (path / "params.json").write_text(json.dumps(asdict(self.params)))
         save_index(self.index, path)
+        save_index(self.similar_index, path, SIMILAR)
 
     @classmethod
     def load(cls, path: Path) -> TwoTower:
@@ -312,4 +326,5 @@ class TwoTower(RebuildsIndex):
                 features,
                 a["feature_embeddings"] if "feature_embeddings" in a.files else None,
                 index=load_index(a["items"], path, params.exact_below),
+                similar_index=load_similar_index(a["items"], path, params.exact_below),
             )

@@ -1,6 +1,6 @@
 """Approximate inner-product search with ScaNN, plus an exact delta for late items.
 
-ScaNN (tree partitioning, 2-bit anisotropic hashing, exact float32 reorder) indexes the
+ScaNN (tree partitioning, 2-bit hashing, exact float32 reorder) indexes the
 item vectors present at build time. Items upserted afterwards (new ids, or built items
 whose vector changed) are searched exactly in a small numpy *delta*; a re-vectored built
 item is masked in ScaNN's results so its stale vector is never served. Results of both
@@ -93,6 +93,14 @@ class ScannIndex:
     def n_delta(self) -> int:
         """Items searched exactly until the next rebuild (new or re-vectored)."""
         return len(self._delta)
+
+    def in_build(self, ids: np.ndarray) -> np.ndarray:
+        """Whether ScaNN's own build serves each of ``ids`` (False: the delta, or nothing)."""
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        pos = np.full(len(ids), -1, dtype=np.int64)
+        inside = (ids >= 0) & (ids < self.n_items)
+        pos[inside] = self._position[ids[inside]]
+        return (pos >= 0) & ~self._stale[np.maximum(pos, 0)] if len(self._stale) else pos >= 0
 
     def search(
         self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None
