@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# Two images from one file (docker-compose.yml picks them by target):
+# Three images from one file (docker-compose.yml picks them by target):
 #   docker build --target worker  -t streamrec-worker .   # the core: producer, worker, CLI,
-#                                                        # ALS, KernelMF, ScaNN; no TensorFlow
+#                                                        # ALS, KernelMF, ScaNN, the `http`
+#                                                        # extra; no TensorFlow
 #   docker build --target trainer -t streamrec-trainer .  # the same plus the `tf` extra
+#   docker build --target dashboard -t streamrec-dashboard .  # rq-dashboard (compose)
 # A plain `docker build .` builds the last stage, the slim worker.
 ARG PYTHON_VERSION=3.11
 
@@ -37,10 +39,21 @@ USER streamrec
 ENTRYPOINT ["streamrec"]
 CMD ["worker", "--queue", "training"]
 
+# rq-dashboard, for docker-compose.yml (run with --json: RQ's JSON serializer, as streamrec's
+# queues use). 0.9.0 imports six without declaring it.
+FROM base AS dashboard
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install "rq-dashboard==0.9.0" "rq>=3.0,<4" six
+USER streamrec
+EXPOSE 9181
+ENTRYPOINT ["rq-dashboard"]
+CMD ["--json", "--bind", "0.0.0.0", "--port", "9181"]
+
 FROM base AS worker
+# The `http` extra (Starlette, uvicorn) for `streamrec http`: small, and no TensorFlow.
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     --mount=type=cache,target=/root/.cache/pip \
-    pip install /wheels/streamrec-*.whl
+    pip install "$(echo /wheels/streamrec-*.whl)[http]"
 USER streamrec
 ENTRYPOINT ["streamrec"]
 CMD ["worker", "--queue", "events"]

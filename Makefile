@@ -1,6 +1,6 @@
 # Every target installs what it needs into $(VENV) first; .ci/run and README use these.
 # Another interpreter gets its own venv:  make test PYTHON=python3.12 VENV=.venv312
-# $(VENV) gets everything: the core, the `tf` extra (TensorFlow, for training) and `dev`.
+# $(VENV) gets everything: the core, the `tf` extra (TensorFlow, for training), `dev` and `http`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[tf,dev]'
+	$(BIN)/pip install --quiet -e '.[tf,dev,http]'
 	touch $(STAMP)
 
 ## PYTHON must run, and an existing $(VENV) must have been made by the same Python version:

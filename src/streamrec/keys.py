@@ -166,6 +166,13 @@ def model_published_key(model: str) -> str:
     return f"{PREFIX}:models:{model}:published"
 
 
+def freshness_key(model: str, minute: int) -> str:
+    """Hash latency bucket -> events of ``model`` whose cache entry was written in ``minute``
+    (epoch minutes) that long after they were sent (see :mod:`~streamrec.state.freshness`;
+    expires after a quarter of an hour)."""
+    return f"{PREFIX}:freshness:{model}:{minute}"
+
+
 def scheduler_lease_key() -> str:
     """String with a time to live: the token of the active scheduler."""
     return f"{PREFIX}:scheduler:lease"

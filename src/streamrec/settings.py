@@ -43,6 +43,8 @@ class Settings:
     Attributes:
         redis_url: ``redis://`` / ``rediss://`` URL (ACL user and password allowed); ``None``
             runs the embedded server whose files live under ``home / "redis"``.
+        redis_ca_certs: PEM file of the certificate authorities that a ``rediss://`` server's
+            certificate must chain to (redis-py's ``ssl_ca_certs``); None: the system's.
         home: folder for the embedded Redis, datasets and model artifacts.
         batch_size: events per producer micro-batch (one RQ job each).
         linger: seconds a non-full micro-batch may wait before it is sent (it adds to every
@@ -90,9 +92,12 @@ class Settings:
         rerank_discount: stars of predicted rating a candidate must gain per place it climbs
             in the two-tower's list (0: by predicted rating alone; see
             :mod:`~streamrec.models.rerank`).
+        metrics_port: TCP port on which a worker or scheduler serves Prometheus metrics
+            (``/metrics``; 0: none).
     """
 
     redis_url: str | None = None
+    redis_ca_certs: Path | None = None
     home: Path = field(default_factory=lambda: Path.home() / ".streamrec")
     batch_size: int = 500
     linger: float = 0.02
@@ -123,6 +128,7 @@ class Settings:
     rerank: str | None = None
     rerank_candidates: int = 100
     rerank_discount: float = 0.25
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
@@ -180,6 +186,8 @@ class Settings:
             if not math.isfinite(value):
                 raise ConfigError(f"the rating scale must be finite (got {value!r})")
         self._check_rerank()
+        if not 0 <= self.metrics_port <= 65_535:
+            raise ConfigError(f"metrics_port must be 0 (none) to 65535 (got {self.metrics_port!r})")
 
     def _check_rerank(self) -> None:
         if self.rerank is not None and self.rerank not in RERANKERS:
@@ -221,8 +229,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``STREAMREC_*`` variables (``os.environ`` when ``env`` is None).
 
-        Variables: ``STREAMREC_REDIS_URL``, ``STREAMREC_HOME``, ``STREAMREC_BATCH_SIZE``,
-        ``STREAMREC_LINGER``, ``STREAMREC_KIND_WEIGHTS`` (``play=1,click=0.5``),
+        Variables: ``STREAMREC_REDIS_URL``, ``STREAMREC_REDIS_CA_CERTS``, ``STREAMREC_HOME``,
+        ``STREAMREC_BATCH_SIZE``, ``STREAMREC_LINGER``,
+        ``STREAMREC_KIND_WEIGHTS`` (``play=1,click=0.5``),
         ``STREAMREC_RATING_MIN``, ``STREAMREC_RATING_MAX``, ``STREAMREC_JOB_RETRIES``,
         ``STREAMREC_JOB_TIMEOUT``, ``STREAMREC_DEAD_LETTER_LIMIT``, ``STREAMREC_MODELS_KEPT``,
         ``STREAMREC_TOP_K``, ``STREAMREC_MIRROR_USERS``, ``STREAMREC_MAX_WEIGHT``,
@@ -233,13 +242,15 @@ class Settings:
         ``STREAMREC_RERANK_DISCOUNT``, ``STREAMREC_DRAIN_BATCHES``,
         ``STREAMREC_RETRAIN_EVERY`` / ``STREAMREC_RETRAIN_AFTER_EVENTS`` /
         ``STREAMREC_REBUILD_EVERY`` (``3600``, ``als=600,*=3600`` or ``-``),
-        ``STREAMREC_SCHEDULER_TTL``.
+        ``STREAMREC_SCHEDULER_TTL``, ``STREAMREC_METRICS_PORT`` (0: none).
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
         url = env.get("STREAMREC_REDIS_URL", "").strip()
         if url:
             kw["redis_url"] = check_redis_url(url)
+        if env.get("STREAMREC_REDIS_CA_CERTS", "").strip():
+            kw["redis_ca_certs"] = Path(env["STREAMREC_REDIS_CA_CERTS"].strip()).expanduser()
         if env.get("STREAMREC_HOME"):
             kw["home"] = Path(env["STREAMREC_HOME"]).expanduser()
         for var, (name, kind) in _NUMBERS.items():
@@ -276,6 +287,8 @@ class Settings:
             env[var] = ",".join(f"{k}={v!r}" for k, v in getattr(self, name).items()) or "-"
         if self.redis_url:
             env["STREAMREC_REDIS_URL"] = self.redis_url
+        if self.redis_ca_certs is not None:
+            env["STREAMREC_REDIS_CA_CERTS"] = str(self.redis_ca_certs)
         if self.rerank is not None:
             env["STREAMREC_RERANK"] = self.rerank
         return env
@@ -305,6 +318,7 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "STREAMREC_SCHEDULER_TTL": ("scheduler_ttl", float),
     "STREAMREC_RERANK_CANDIDATES": ("rerank_candidates", int),
     "STREAMREC_RERANK_DISCOUNT": ("rerank_discount", float),
+    "STREAMREC_METRICS_PORT": ("metrics_port", int),
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 from streamrec import keys
 from streamrec.errors import ConfigError
 from streamrec.settings import Settings, parse_kind_weights
+from streamrec.state.connection import connect
 
 
 def test_from_env_reads_every_variable(tmp_path: Path) -> None:
@@ -69,6 +70,7 @@ def test_to_env_rebuilds_the_same_settings(tmp_path: Path) -> None:
         max_call_events=250,
         worker_ttl=11,
         delivery_timeout=3.5,
+        metrics_port=9108,
     )
     assert Settings.from_env(settings.to_env()) == settings
 
@@ -89,6 +91,8 @@ def test_a_bad_url_is_reported_without_its_password() -> None:
         ({"STREAMREC_WORKER_TTL": "1"}, "worker_ttl must be ≥ 5"),
         ({"STREAMREC_MAX_WEIGHT": "inf"}, "max_weight must be a number"),
         ({"STREAMREC_RATING_MAX": "inf"}, "rating scale must be finite"),
+        ({"STREAMREC_METRICS_PORT": "70000"}, r"metrics_port must be 0 \(none\) to 65535"),
+        ({"STREAMREC_METRICS_PORT": "http"}, "STREAMREC_METRICS_PORT must be a int"),
     ],
 )
 def test_limits_are_checked(env: dict[str, str], message: str) -> None:
@@ -140,3 +144,35 @@ def test_rerank_is_off_by_default_and_travels_to_children(tmp_path: Path) -> Non
     assert Settings.from_env(settings.child_env({"PATH": "/bin"})) == settings
     # a list shorter than the cached ones is fine while nothing re-ranks
     assert Settings(rerank_candidates=5).rerank_candidates == 5
+
+
+def test_the_redis_ca_certs_travel_to_children(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    settings = Settings.from_env(
+        {
+            "STREAMREC_REDIS_URL": "rediss://redis.example:6380/0",
+            "STREAMREC_REDIS_CA_CERTS": str(ca),
+        }
+    )
+    assert settings.redis_ca_certs == ca
+    assert Settings.from_env(settings.child_env({})) == settings
+    assert Settings.from_env({"STREAMREC_REDIS_CA_CERTS": " "}).redis_ca_certs is None
+    assert "STREAMREC_REDIS_CA_CERTS" not in Settings().to_env()
+
+
+@pytest.mark.parametrize(
+    ("url", "exists", "message"),
+    [
+        ("redis://:secret@redis.example:6379/0", True, r"needs a rediss:// .*redis://:\*\*\*@"),
+        ("rediss://redis.example:6380/0", False, "must name a PEM file"),
+    ],
+)
+def test_redis_ca_certs_need_tls_and_a_file(
+    tmp_path: Path, url: str, exists: bool, message: str
+) -> None:
+    ca = tmp_path / "ca.pem"
+    if exists:
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    # refused before any connection is tried (redis.example is never resolved)
+    with pytest.raises(ConfigError, match=message):
+        connect(Settings(redis_url=url, redis_ca_certs=ca))

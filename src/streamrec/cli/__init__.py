@@ -54,7 +54,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
 
 
 def _register() -> None:
-    from streamrec.cli import datasets, demo, evaluate, ingest, models, operate, schedule
+    from streamrec.cli import datasets, demo, evaluate, http, ingest, models, operate, schedule
 
     for command in (
         ingest.push,
@@ -75,6 +75,7 @@ def _register() -> None:
         models.explain,
         evaluate.evaluate,
         demo.demo,
+        http.http,
     ):
         cli.add_command(command)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import click
 from rich.table import Table
@@ -18,9 +19,10 @@ from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.erasure import forget_user
 from streamrec.state.quarantine import Quarantine
+from streamrec.worker.exporter import metrics_registry, serve_metrics
 from streamrec.worker.processes import supervise
 from streamrec.worker.runner import run_worker, worker_connection
-from streamrec.worker.status import collect_status
+from streamrec.worker.status import Status, collect_status
 
 
 @click.command()
@@ -54,14 +56,30 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
     click.echo(
         f"streamrec worker: {processes} process(es) on queue(s) {', '.join(queues)}", err=True
     )
+    port = app.settings.metrics_port
     if processes == 1:
+        if port:
+            serve_metrics(port, metrics_registry(app.connection, app.settings, registry.names()))
         try:
             run_worker(worker_connection(app.settings), app.settings, queues, burst=burst)
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
         return
     _ = app.connection  # start the embedded server once, before the children race for it
-    code = supervise(processes, queues, app.settings, environ=os.environ, burst=burst)
+    settings, environ = app.settings, dict(os.environ)
+    # one endpoint for all children: they record to files (prometheus_client's multiprocess
+    # mode, chosen by this variable), this process serves their sum
+    folder = settings.home / "metrics" / f"workers-{os.getpid()}"
+    if port:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        serve_metrics(port, metrics_registry(app.connection, settings, registry.names(), folder))
+        settings = settings.with_(metrics_port=0)
+    try:
+        code = supervise(processes, queues, settings, environ=environ, burst=burst)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     if code:
         raise SystemExit(code)
 
@@ -70,8 +88,9 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
-    """Queues, workers, users, items, events applied, dead letters."""
-    snapshot = collect_status(app.connection, describe(app.settings))
+    """Queues, workers, users, items, events applied, dead letters, freshness per model, lag,
+    last publishes."""
+    snapshot = collect_status(app.connection, describe(app.settings), app.settings)
     app.warn_if_unattended()
     if as_json:
         click.echo(json.dumps(snapshot.to_dict(), indent=2))
@@ -103,6 +122,28 @@ def status(app: AppContext, as_json: bool) -> None:
     ):
         state.add_row(label, f"{value:,}")
     app.console.print(state)
+    _print_freshness(app, snapshot)
+
+
+def _print_freshness(app: AppContext, snapshot: Status) -> None:
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lag = snapshot.lag
+    app.console.print(
+        f"Lag: {lag.queued_batches} batch(es) queued, oldest {secs(lag.oldest_queued_seconds)} s"
+    )
+    table = Table(
+        "model", "version", "last publish (s ago)", "events", "p50 (s)", "p99 (s)",
+        title=f"Freshness: event → cache, last {snapshot.freshness_minutes} min",
+    )  # fmt: skip
+    for model, fresh in zip(snapshot.models, snapshot.freshness, strict=True):
+        table.add_row(
+            model.name, "-" if model.version is None else str(model.version),
+            secs(model.age_seconds), f"{fresh.events:,}", secs(fresh.p50), secs(fresh.p99),
+        )  # fmt: skip
+    app.console.print(table)
+    app.console.print(f"Drift: {'not checked' if snapshot.drift is None else snapshot.drift}")
 
 
 @click.command("dead-letters")

@@ -14,6 +14,7 @@ from streamrec.cli.context import AppContext, pass_app
 from streamrec.serving.rebuild import rebuild_index
 from streamrec.serving.registry import REGISTRY
 from streamrec.state.queues import REBUILD_INDEX, queue
+from streamrec.worker.exporter import metrics_registry, serve_metrics
 from streamrec.worker.scheduler import Scheduler
 
 
@@ -42,6 +43,9 @@ def scheduler(app: AppContext, once: bool) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    if app.settings.metrics_port:
+        registry = metrics_registry(app.connection, app.settings, list(REGISTRY))
+        serve_metrics(app.settings.metrics_port, registry)
     click.echo(f"streamrec scheduler {runner.lease.token}: started", err=True)
     runner.run(stop)
 

@@ -12,12 +12,15 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any, Protocol
 
 import redis
 
+from streamrec import metrics
 from streamrec.errors import InvalidEventError
 from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
@@ -26,6 +29,8 @@ from streamrec.state.histories import HistoryStore
 from streamrec.state.outcome import BatchOutcome
 
 logger = logging.getLogger(__name__)
+
+_kind = attrgetter("kind")
 
 #: Called after each :meth:`EventHandler.handle_many` with each batch's outcome and valid
 #: events, in order.
@@ -79,6 +84,7 @@ class EventHandler:
         deferring: Sequence[Deferring] = (),
     ) -> None:
         self.validator = EventValidator(settings)
+        self.kinds = settings.kinds
         self.store = HistoryStore(connection, settings)
         self.hooks = list(hooks)
         self.deferring = list(deferring)
@@ -141,6 +147,7 @@ class EventHandler:
         """:meth:`handle` for several raw batches ``(batch_id, events, sent_at)`` in order:
         applied in as few round trips as they fit, then the hooks, batch by batch."""
         parsed = [self.parse(batch_id, events) for batch_id, events, _ in batches]
+        started = time.perf_counter()
         outcomes = self.store.apply_all(
             [
                 (batch.batch_id, batch.events, batch.dead_letters, sent_at)
@@ -148,6 +155,12 @@ class EventHandler:
             ],
             serving=any(d.serving for d in self.deferring),
         )
+        metrics.BATCH_APPLY_SECONDS.observe(time.perf_counter() - started)
+        outcomes = [
+            replace(outcome, sent_at=sent_at) if sent_at is not None else outcome
+            for outcome, (_, _, sent_at) in zip(outcomes, batches, strict=True)
+        ]
+        self._count(parsed, outcomes)
         for outcome in outcomes:
             if outcome.applied:
                 logger.info(
@@ -163,6 +176,25 @@ class EventHandler:
         for hook in self.hooks:
             hook(applied)
         return outcomes
+
+    def _count(self, parsed: Sequence[ParsedBatch], outcomes: Sequence[BatchOutcome]) -> None:
+        """Events applied and rejected per kind, of the batches applied now."""
+        applied: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        for batch, outcome in zip(parsed, outcomes, strict=True):
+            if outcome.applied:
+                applied.update(map(_kind, batch.events))
+                rejected.update(self._kind_of(d.payload) for d in batch.dead_letters)
+        for kind, n in applied.items():
+            metrics.labelled(metrics.EVENTS_APPLIED, kind).inc(n)
+        for kind, n in rejected.items():
+            metrics.labelled(metrics.EVENTS_REJECTED, kind).inc(n)
+
+    def _kind_of(self, payload: Any) -> str:
+        """A rejected event's kind as a label: one of the settings' kinds, or ``other``
+        (labels stay few whatever the input)."""
+        kind = payload.get("kind", "play") if isinstance(payload, dict) else None
+        return kind if isinstance(kind, str) and kind in self.kinds else "other"
 
 
 def _canonical(value: Any) -> str:

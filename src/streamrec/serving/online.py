@@ -25,19 +25,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import redis
 
-from streamrec import keys
+from streamrec import keys, metrics
 from streamrec.events import Event
+from streamrec.serving.latency import LatencyTracker, SentBatch
 from streamrec.serving.registry import REGISTRY
 from streamrec.serving.reranking import link_rerankers
 from streamrec.serving.served import ServedModel
 from streamrec.settings import RATING_KIND, Settings
 from streamrec.state.cache import Entry, RecommendationCache, popular_size
+from streamrec.state.freshness import FreshnessLog
 from streamrec.state.matrices import HistoryRows, MatrixReader, StoredHistory, history_rows
 from streamrec.state.mirror import HistoryMirror
 from streamrec.state.outcome import BatchOutcome
@@ -90,6 +93,9 @@ class OnlineServing:
         self._rated: set[str] = set()
         self._pending_since = 0.0
         self._marks: list[str] = []  # batches whose users are pending
+        self._sent: list[SentBatch] = []  # the applied batches whose users are pending
+        self.freshness = FreshnessLog(connection)  # the worker's thread writes it (run)
+        self.latency = LatencyTracker(self.freshness)
         self._unserved_seen: set[bytes] = set()
         self._checked = (-VERSIONS_EVERY, False)  # (when, whether a model was trained)
         self.serves = 0  # batched refreshes run (a coalesced one serves several batches)
@@ -116,8 +122,11 @@ class OnlineServing:
     def _after_batch(self, outcome: BatchOutcome, events: Sequence[Event]) -> None:
         self.reader.learn_items(outcome.new_items)
         if not outcome.detailed:  # applied while no model was served: one is, since? (ask
-            if self.current():  # now: a cached "no" could leave these users unserved)
-                self.refresh(sorted({e.user for e in events}))
+            users = Counter(e.user for e in events)
+            if users and self.current():  # now: a cached "no" could leave them unserved)
+                at = outcome.sent_at
+                sent = [SentBatch(at, outcome.events, users)] if at and outcome.applied else []
+                self._serve(self.reader.rows(sorted(users)), None, [], sent)
         elif outcome.users:
             if self._current_now():
                 if not self._pending:
@@ -126,6 +135,9 @@ class OnlineServing:
                 for user, history in zip(outcome.users, stored, strict=True):
                     self._pending[user.user] = history  # the newest: later batches advance it
                 self._marks += outcome.marks
+                batch = SentBatch.of(outcome)
+                if batch is not None:
+                    self._sent.append(batch)
                 self._rated.update(e.user for e in events if e.kind == RATING_KIND)
         else:  # a redelivered batch: its users as stored now
             self.refresh(sorted({e.user for e in events}))
@@ -171,9 +183,9 @@ class OnlineServing:
         if not self._pending:
             return 0
         users, stored = list(self._pending), list(self._pending.values())
-        rated, marks = self._rated, self._marks
-        self._pending, self._rated, self._marks = {}, set(), []
-        return self._serve(history_rows(users, stored), rated, marks)
+        rated, marks, sent = self._rated, self._marks, self._sent
+        self._pending, self._rated, self._marks, self._sent = {}, set(), [], []
+        return self._serve(history_rows(users, stored), rated, marks, sent)
 
     def refresh(self, users: Sequence[str]) -> int:
         """Fold ``users`` in from their full histories and write their entries in every
@@ -209,11 +221,20 @@ class OnlineServing:
             and self.busy()
         )
 
-    def _serve(self, rows: HistoryRows, rated: set[str] | None, marks: Sequence[str]) -> int:
+    def _serve(
+        self,
+        rows: HistoryRows,
+        rated: set[str] | None,
+        marks: Sequence[str],
+        sent: Sequence[SentBatch] = (),
+    ) -> int:
         """Entries of every trained model; a rating model only for ``rated`` users (all
-        users when None). ``marks``: the unserved batches whose users these are."""
+        users when None). ``marks``: the unserved batches whose users these are; ``sent``:
+        the applied batches whose events these entries make visible (their latency is
+        recorded, see :mod:`~streamrec.serving.latency`)."""
         self.serves += 1
         entries: list[Entry] = []
+        by_model: dict[str, list[Entry]] = {}
         for served in self.models:
             if served.model is None:
                 continue
@@ -223,5 +244,11 @@ class OnlineServing:
                 if not picked:
                     continue
                 subset = rows.subset(np.array(picked))
-            entries += served.entries(subset)
-        return self.cache.write_encoded(entries, marks)
+            started = time.perf_counter()
+            by_model[served.name] = served.entries(subset)
+            fold_in = metrics.labelled(metrics.FOLD_IN_SECONDS, served.name)
+            fold_in.observe(time.perf_counter() - started)
+            entries += by_model[served.name]
+        written = self.cache.write_encoded(entries, marks)
+        self.latency.written(len(rows.users), by_model, sent)
+        return written

@@ -9,12 +9,13 @@ artist names) come from ``streamrec:items:names`` when asked for, in one ``HMGET
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections import Counter
+from collections.abc import Iterable, Sequence, Set
 
 import msgspec
 import redis
 
-from streamrec import keys
+from streamrec import keys, metrics
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 
@@ -103,6 +104,8 @@ class RecommendationClient:
         self.settings = Settings() if settings is None else settings
         self._connection = connection
         self.model = model
+        # counted in this process (streamrec_cache_reads_total): the app's /metrics serves it
+        self._reads = {r: metrics.CACHE_READS.labels(model, r) for r in _READ_RESULTS}
 
     @property
     def connection(self) -> redis.Redis:
@@ -122,6 +125,7 @@ class RecommendationClient:
             if raw is not None
             else self._popular([user], k)[user]
         )
+        self._reads[_result(found)].inc()
         return self._named({user: found})[user] if names else found
 
     def get_many(
@@ -142,9 +146,15 @@ class RecommendationClient:
                 out[user] = _parse(user, _decode(raw), True, k, _NOTHING)
         if missing:
             out.update(self._popular(missing, k))
+        self._count(out.values())
         if names:
             out = self._named(out)
         return {user: out[user] for user in users}
+
+    def _count(self, found: Iterable[Recommendations | None]) -> None:
+        counts = Counter(map(_result, found))
+        for result, n in counts.items():
+            self._reads[result].inc(n)
 
     def _popular(self, users: list[str], k: int | None) -> dict[str, Recommendations | None]:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -174,6 +184,12 @@ class RecommendationClient:
 
 
 _NOTHING: frozenset[str] = frozenset()
+#: Values of the ``result`` label of ``streamrec_cache_reads_total``.
+_READ_RESULTS = ("personal", "popular", "none")
+
+
+def _result(found: Recommendations | None) -> str:
+    return "none" if found is None else "personal" if found.personal else "popular"
 
 
 def _parse(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -24,7 +25,8 @@ def connect(settings: Settings, **kwargs: Any) -> redis.Redis:
             ``socket_timeout=None`` for blocking reads).
 
     Raises:
-        ConfigError: ``redis_url`` is not a Redis URL.
+        ConfigError: ``redis_url`` is not a Redis URL, or ``redis_ca_certs`` is set without a
+            ``rediss://`` URL or names no file.
         RedisUnavailableError: the server cannot be reached or started, or the socket of the
             embedded server is not private or is served by another server.
     """
@@ -35,6 +37,8 @@ def connect(settings: Settings, **kwargs: Any) -> redis.Redis:
     }
     if settings.redis_url:
         url = check_redis_url(settings.redis_url)
+        if settings.redis_ca_certs is not None:
+            options.setdefault("ssl_ca_certs", str(_ca_certs(settings.redis_ca_certs, url)))
         try:
             client = redis.Redis.from_url(url, **options)
         except ValueError as exc:
@@ -46,6 +50,19 @@ def connect(settings: Settings, **kwargs: Any) -> redis.Redis:
     server = EmbeddedRedis(settings.redis_dir)
     server.ensure_running()
     return server.client(**options)
+
+
+def _ca_certs(path: Path, url: str) -> Path:
+    # Only an SSL connection takes ssl_ca_certs (redis-py's plain one refuses the argument),
+    # and a missing file would surface later as an unreachable server.
+    if not url.startswith("rediss://"):
+        raise ConfigError(
+            "STREAMREC_REDIS_CA_CERTS needs a rediss:// STREAMREC_REDIS_URL "
+            f"(got {redact_url(url)!r})"
+        )
+    if not path.is_file():
+        raise ConfigError(f"STREAMREC_REDIS_CA_CERTS must name a PEM file (got {str(path)!r})")
+    return path
 
 
 def stop_embedded(settings: Settings) -> bool:

@@ -62,6 +62,8 @@ class BatchOutcome:
         detailed: whether ``users`` lists them.
         marks: the ids under which the batch's users wait in the unserved-batches hash
             until a worker serves them (applied with ``serving`` only).
+        sent_at: when the batch was sent, epoch seconds, as the worker got it (None when
+            unknown); the clock of the event→cache latency.
     """
 
     batch_id: str
@@ -73,6 +75,7 @@ class BatchOutcome:
     n_users: int = 0
     detailed: bool = True
     marks: tuple[str, ...] = ()
+    sent_at: float | None = None
 
 
 def merge(batch_id: str, parts: Sequence[BatchOutcome]) -> BatchOutcome:

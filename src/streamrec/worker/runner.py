@@ -260,12 +260,18 @@ def run_worker(
             known_dead=known_dead,
         )
         started = time.monotonic()
+        stop_writing = threading.Event()
+        writers = _freshness_writers(handler, stop_writing)
         try:
             worker.work(burst=burst, logging_level=logging.getLevelName(logger.getEffectiveLevel()))
             if handler is not None:
                 handler.flush()  # a stopped worker leaves nothing deferred
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             logger.warning("worker %s: lost Redis (%s)", worker.name, exc)
+        finally:
+            stop_writing.set()  # each writer writes what it holds, then ends
+            for writer in writers:
+                writer.join(timeout=5.0)
         if worker.finished or worker._stop_requested or worker._shutdown_requested_date:
             return
         known_dead.append(worker.name)
@@ -280,6 +286,23 @@ def run_worker(
             crashes = 0
             _wait_for_redis(connection, settings)
         logger.warning("worker: starting again (earlier workers: %s)", ", ".join(known_dead))
+
+
+def _freshness_writers(
+    handler: EventHandler | None, stop: threading.Event
+) -> list[threading.Thread]:
+    """Threads writing the event→cache latencies the handler's serving records to Redis
+    once a second (see :mod:`~streamrec.state.freshness`), until ``stop`` is set."""
+    logs = [
+        h.freshness for h in (handler.deferring if handler else []) if isinstance(h, OnlineServing)
+    ]
+    threads = [
+        threading.Thread(target=log.run, args=(stop,), name="worker-freshness", daemon=True)
+        for log in logs
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def worker_connection(settings: Settings) -> redis.Redis:
