@@ -263,8 +263,9 @@ def test_worker_n_2_serves_the_sum_of_its_children(
         log = stop(supervisor, tmp_path / "log")
     assert supervisor.returncode == 0, log
     assert not folder.exists(), "the multiprocess folder is removed when the workers stop"
-    assert len(per_child) == 2 and all(per_child.values()), per_child
-    assert sum(per_child.values()) == sent
+    # both children recorded into the folder and the endpoint served their sum (which child
+    # took how many jobs is up to the race for the queue: one may take them all)
+    assert len(per_child) == 2 and sum(per_child.values()) == sent, per_child
     assert value(found, "streamrec_events_applied", "_total", kind="play") == sent
     assert value(found, "streamrec_redis_up") == 1
 
