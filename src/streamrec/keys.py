@@ -179,5 +179,12 @@ def scheduler_lease_key() -> str:
 
 
 def scheduler_tasks_key() -> str:
-    """Hash task (``retrain:als``) -> JSON of its last enqueue (job id, time)."""
+    """Hash task (``retrain:als``, ``rebuild:als``, ``drift:als``) -> JSON of its last enqueue
+    (job id, time, reason)."""
     return f"{PREFIX}:scheduler:tasks"
+
+
+def drift_key() -> str:
+    """Hash model -> JSON of its last drift check's report (means and sample size only, no
+    user ids; see :mod:`~streamrec.serving.drift`)."""
+    return f"{PREFIX}:drift"

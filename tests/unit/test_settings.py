@@ -176,3 +176,35 @@ def test_redis_ca_certs_need_tls_and_a_file(
     # refused before any connection is tried (redis.example is never resolved)
     with pytest.raises(ConfigError, match=message):
         connect(Settings(redis_url=url, redis_ca_certs=ca))
+
+
+def test_drift_checks_are_off_by_default_and_read_per_model() -> None:
+    default = Settings.from_env({})
+    assert dict(default.drift_every) == {}
+    assert (default.drift_threshold, default.drift_users) == (0.5, 200)
+    settings = Settings.from_env(
+        {
+            "STREAMREC_DRIFT_EVERY": "als=600,*=3600",
+            "STREAMREC_DRIFT_THRESHOLD": "0.3",
+            "STREAMREC_DRIFT_USERS": "50",
+        }
+    )
+    assert dict(settings.drift_every) == {"als": 600.0, "*": 3600.0}
+    assert (settings.drift_threshold, settings.drift_users) == (0.3, 50)
+    assert Settings.from_env(settings.to_env()) == settings
+    assert Settings.from_env(default.to_env()) == default  # none travels as "-"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAMREC_DRIFT_EVERY": "als=soon"}, "STREAMREC_DRIFT_EVERY entries must look like"),
+        ({"STREAMREC_DRIFT_EVERY": "als=-1"}, r"drift_every of als must be a number ≥ 0"),
+        ({"STREAMREC_DRIFT_THRESHOLD": "1.5"}, r"drift_threshold must be between 0 and 1"),
+        ({"STREAMREC_DRIFT_THRESHOLD": "nan"}, r"drift_threshold must be between 0 and 1"),
+        ({"STREAMREC_DRIFT_USERS": "0"}, r"drift_users must be ≥ 1 \(got 0\)"),
+    ],
+)
+def test_drift_settings_are_checked(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)

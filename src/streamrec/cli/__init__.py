@@ -54,7 +54,17 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
 
 
 def _register() -> None:
-    from streamrec.cli import datasets, demo, evaluate, http, ingest, models, operate, schedule
+    from streamrec.cli import (
+        datasets,
+        demo,
+        drift,
+        evaluate,
+        http,
+        ingest,
+        models,
+        operate,
+        schedule,
+    )
 
     for command in (
         ingest.push,
@@ -74,6 +84,7 @@ def _register() -> None:
         models.similar,
         models.explain,
         evaluate.evaluate,
+        drift.drift,
         demo.demo,
         http.http,
     ):

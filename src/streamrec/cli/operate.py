@@ -11,6 +11,7 @@ from rich.table import Table
 
 from streamrec import keys
 from streamrec.cli.context import AppContext, pass_app
+from streamrec.cli.drift import drift_table
 from streamrec.errors import InvalidEventError
 from streamrec.producer import Producer
 from streamrec.serving import registry
@@ -89,7 +90,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
     """Queues, workers, users, items, events applied, dead letters, freshness per model, lag,
-    last publishes."""
+    last publishes, last drift checks."""
     snapshot = collect_status(app.connection, describe(app.settings), app.settings)
     app.warn_if_unattended()
     if as_json:
@@ -143,7 +144,10 @@ def _print_freshness(app: AppContext, snapshot: Status) -> None:
             secs(model.age_seconds), f"{fresh.events:,}", secs(fresh.p50), secs(fresh.p99),
         )  # fmt: skip
     app.console.print(table)
-    app.console.print(f"Drift: {'not checked' if snapshot.drift is None else snapshot.drift}")
+    if snapshot.drift is None:
+        app.console.print("Drift: not checked (`streamrec drift`, STREAMREC_DRIFT_EVERY)")
+    else:
+        app.console.print(drift_table(snapshot.drift))
 
 
 @click.command("dead-letters")

@@ -22,9 +22,10 @@ from streamrec.worker.scheduler import Scheduler
 @click.option("--once", is_flag=True, help="Enqueue what is due now and exit (for cron).")
 @pass_app
 def scheduler(app: AppContext, once: bool) -> None:
-    """Enqueue retrains and index rebuilds when they are due (STREAMREC_RETRAIN_EVERY,
-    STREAMREC_RETRAIN_AFTER_EVENTS, STREAMREC_REBUILD_EVERY); one scheduler is active at a
-    time, others stand by. A worker on the training queue runs the jobs."""
+    """Enqueue retrains, index rebuilds and drift checks when they are due
+    (STREAMREC_RETRAIN_EVERY, STREAMREC_RETRAIN_AFTER_EVENTS, STREAMREC_REBUILD_EVERY,
+    STREAMREC_DRIFT_EVERY); one scheduler is active at a time, others stand by. A worker on
+    the training queue runs the jobs."""
     runner = Scheduler(app.connection, app.settings)
     if once:
         done = runner.once()

@@ -210,16 +210,9 @@ class KernelMF(RebuildsIndex):
         return np.hstack([vectors, bias[:, None]]).astype(np.float32)
 
     def update_users(self, user_ids: np.ndarray, ratings: sp.csr_matrix) -> np.ndarray:
-        """Re-solve users from their full histories and store them (ids past the end append;
-        rows in between get zero parameters). Item parameters are untouched.
-
-        Args:
-            user_ids: int ids, shape ``(n,)``, one per row of ``ratings``.
-            ratings: full histories, ``(n, any)`` CSR.
-
-        Returns:
-            The stored user vectors (as :meth:`fold_in_users`).
-        """
+        """Re-solve users ``user_ids`` ``(n,)`` from their full histories ``ratings`` (``(n,
+        any)`` CSR) and store them (ids past the end append; rows in between get zero
+        parameters; items are untouched). Returns the vectors, as :meth:`fold_in_users`."""
         ids = self._ids(user_ids, ratings)
         bias, vectors = self._solve_users(ratings)
         self._bu, self._p = grown(self._bu, ids), grown(self._p, ids)
@@ -227,16 +220,9 @@ class KernelMF(RebuildsIndex):
         return np.hstack([vectors, bias[:, None]]).astype(np.float32)
 
     def fold_in_items(self, item_users: sp.csr_matrix, user_vectors: np.ndarray) -> np.ndarray:
-        """Solve new items against frozen users; stores nothing.
-
-        Args:
-            item_users: each row one item's ratings, columns index ``user_vectors``' rows.
-            user_vectors: ``[p_u, b_u]`` rows, shape ``(m, factors + 1)``.
-
-        Returns:
-            Item vectors in the index's form (see the module docstring),
-            shape ``(n, factors + 1)`` float32.
-        """
+        """Solve new items against frozen users; stores nothing. ``item_users``: one row of
+        ratings per item, columns index the ``[p_u, b_u]`` rows of ``user_vectors`` ``(m,
+        factors + 1)``. Returns ``(n, factors + 1)`` float32 vectors in the index's form."""
         vectors = self._width(np.asarray(user_vectors, dtype=np.float64), "user vectors")
         f = self.params.factors
         bias, q = self._solve_items(item_users, vectors[:, f].copy(), vectors[:, :f].copy())
@@ -303,11 +289,26 @@ class KernelMF(RebuildsIndex):
         self._require_fit()
         assert self.index is not None
         uv = self._width(np.atleast_2d(np.asarray(user_vectors, dtype=np.float32)), "user vectors")
+        ids, raw = self.index.search(self._query(uv), k, exclude)
+        return ids, np.where(ids >= 0, self._ratings(uv, raw), -np.inf).astype(np.float32)
+
+    def score_items(self, user_vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings ``(n, m)`` float64 of item ids ``items`` ``(n, m)`` for user
+        vectors ``[p_u, b_u]``, as :meth:`recommend` scores them (NaN for unknown ids)."""
+        self._require_fit()
+        assert self.index is not None
+        uv = self._width(np.atleast_2d(np.asarray(user_vectors, dtype=np.float32)), "user vectors")
+        ids = np.asarray(items, dtype=np.int64).reshape(len(uv), -1)
+        known = (ids >= 0) & (ids < self.n_items)
+        table = self.index.vectors[np.where(known, ids, 0)]  # (n, m, factors + 1)
+        raw = np.einsum("nd,nmd->nm", self._query(uv), table)
+        return np.where(known, self._ratings(uv, raw), np.nan)
+
+    def _query(self, uv: np.ndarray) -> np.ndarray:
+        """Index queries of user vectors ``uv`` (see the module docstring)."""
         f = self.params.factors
         scale = 2.0 if self.params.kernel == "rbf" else 1.0
-        query = np.hstack([scale * uv[:, :f], np.ones((len(uv), 1), dtype=np.float32)])
-        ids, raw = self.index.search(query, k, exclude)
-        return ids, np.where(ids >= 0, self._ratings(uv, raw), -np.inf).astype(np.float32)
+        return np.hstack([scale * uv[:, :f], np.ones((len(uv), 1), dtype=np.float32)])
 
     def because(self, ratings: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
         """``(users, k, n)`` ids of the rated items that explain recommendations ``ids``

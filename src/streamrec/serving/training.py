@@ -102,6 +102,22 @@ def train_kmf(
     return train_model(connection, settings, "kmf", params, progress)
 
 
+def training_rows(connection: redis.Redis, item_features: bool = False) -> HistoryRows:
+    """Every stored history, as wide as the item vocabulary: what a retrain learns from.
+
+    Args:
+        connection: a redis-py client.
+        item_features: read the items' names and tags too (``HistoryRows.item_features``),
+            for a model whose params ask for them (the two-tower's).
+    """
+    reader = MatrixReader(connection)
+    n_items = Vocabulary(connection, "items").capacity()
+    rows = reader.rows(reader.all_users(), n_items)
+    if item_features:
+        rows = replace(rows, item_features=ItemCatalog(connection).features(n_items))
+    return rows
+
+
 def _train(
     connection: redis.Redis,
     settings: Settings,
@@ -110,12 +126,8 @@ def _train(
     progress: Callable[[str, int, int], None] | None,
     item_features: bool = False,
 ) -> TrainReport:
-    reader = MatrixReader(connection)
-    users = reader.all_users()
-    n_items = Vocabulary(connection, "items").capacity()
-    rows = reader.rows(users, n_items)
-    if item_features:
-        rows = replace(rows, item_features=ItemCatalog(connection).features(n_items))
+    rows = training_rows(connection, item_features)
+    users, n_items = rows.users, rows.matrix.shape[1]
     start = time.perf_counter()
     model, interactions = fit(rows)
     fit_seconds = time.perf_counter() - start

@@ -26,11 +26,12 @@ from streamrec.errors import ForbiddenJobError
 APPLY_EVENTS = "streamrec.worker.jobs.apply_events"
 RETRAIN_MODEL = "streamrec.worker.jobs.retrain_model"
 REBUILD_INDEX = "streamrec.worker.jobs.rebuild_index"
+CHECK_DRIFT = "streamrec.worker.jobs.check_drift"
 
 #: Which function each queue may carry.
 ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
     keys.EVENTS_QUEUE: frozenset({APPLY_EVENTS}),
-    keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL, REBUILD_INDEX}),
+    keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL, REBUILD_INDEX, CHECK_DRIFT}),
 }
 
 #: Job ids as RQ itself accepts them for custom ids (ours are hex digests).

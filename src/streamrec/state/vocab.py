@@ -40,6 +40,13 @@ class Vocabulary:
         value = self.connection.hget(keys.vocab_key(self.space), external)
         return None if value is None else int(value)
 
+    def ids(self, externals: list[str]) -> list[int | None]:
+        """The dense ids of several external ids, in one round trip (None where unknown)."""
+        if not externals:
+            return []
+        values = self.connection.hmget(keys.vocab_key(self.space), externals)
+        return [None if v is None else int(v) for v in values]
+
     def externals(self, dense_ids: list[int]) -> list[str | None]:
         """The external ids behind several dense ids, in one round trip (None where unknown)."""
         if not dense_ids:

@@ -18,6 +18,7 @@ from rq import get_current_job
 
 from streamrec import keys
 from streamrec.errors import ConfigError
+from streamrec.serving.drift import check_drift as drift
 from streamrec.serving.handler import EventHandler
 from streamrec.serving.online import OnlineServing
 from streamrec.serving.rebuild import rebuild_index as rebuild
@@ -26,6 +27,7 @@ from streamrec.serving.training import train_model
 from streamrec.settings import Settings
 from streamrec.state.queues import queue
 from streamrec.worker.drain import Drain
+from streamrec.worker.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +143,27 @@ def rebuild_index(model: str = "als") -> dict[str, Any]:
     published, and publish it (see :mod:`~streamrec.serving.rebuild`)."""
     binding = bound()
     return rebuild(binding.connection, binding.settings, model).as_dict()
+
+
+def check_drift(model: str = "als") -> dict[str, Any]:
+    """Compare ``model``'s lists of the users seen last with a fresh retrain's (see
+    :mod:`~streamrec.serving.drift`, ``settings.drift_users`` users, top ``top_k``) and keep
+    the report; when the mean overlap is below ``settings.drift_threshold``, enqueue a
+    retrain unless one is queued or running.
+
+    Returns:
+        The report, with ``retrain_job``: the id of the retrain enqueued, or None.
+    """
+    binding = bound()
+    report = drift(binding.connection, binding.settings, model)
+    job_id = None
+    if report.drifted:
+        reason = (
+            f"drift: overlap@{report.k} {report.overlap:.2f} below "
+            f"{report.threshold:g} over {report.users} users"
+        )
+        # the scheduler's busy check: never a second retrain of the model
+        scheduler = Scheduler(binding.connection, binding.settings)
+        enqueued = scheduler.retrain_unless_busy(model, reason)
+        job_id = None if enqueued is None else enqueued.job_id
+    return {**report.as_dict(), "retrain_job": job_id}

@@ -1,13 +1,17 @@
-"""The scheduler: retrains and index rebuilds enqueued on their own, by one process at a time.
+"""The scheduler: retrains, index rebuilds and drift checks enqueued on their own, by one
+process at a time.
 
-Every trained model (one with a published version) has two tasks: ``retrain`` (a full
-retrain, :func:`~streamrec.worker.jobs.retrain_model`) and ``rebuild`` (the model's index
+Every trained model (one with a published version) has three tasks: ``retrain`` (a full
+retrain, :func:`~streamrec.worker.jobs.retrain_model`), ``rebuild`` (the model's index
 rebuilt with the items folded in since its last publish,
-:func:`~streamrec.worker.jobs.rebuild_index`). A task is due when its interval has passed
-since the model's last publish (``retrain_every`` / ``rebuild_every``), or, for a retrain,
-when ``retrain_after_events`` events were applied since; it is never enqueued while a job
-of the same task is queued or running (whoever enqueued it: ``streamrec train --queue``
-too), and a task whose job ended without publishing (it failed) waits
+:func:`~streamrec.worker.jobs.rebuild_index`) and ``drift`` (a drift check,
+:func:`~streamrec.worker.jobs.check_drift`, which enqueues a retrain through
+:meth:`Scheduler.retrain_unless_busy` when the lists drifted). A task is due when its
+interval has passed since the model's last publish (``retrain_every`` / ``rebuild_every``;
+for ``drift_every``, since the later of the last publish and the last check), or, for a
+retrain, when ``retrain_after_events`` events were applied since; it is never enqueued
+while a job of the same task is queued or running (whoever enqueued it: ``streamrec train
+--queue`` and a drift check too), and a task whose job ended without publishing (it failed) waits
 :data:`RETRY_AFTER` seconds (or its interval, if shorter) before it is enqueued again.
 Jobs go to the ``training`` queue as JSON through :func:`~streamrec.state.queues.queue`
 (nothing pickled, ever), where a worker with TensorFlow runs them.
@@ -37,7 +41,7 @@ from streamrec import keys
 from streamrec.serving.registry import REGISTRY
 from streamrec.settings import Settings, per_model
 from streamrec.state.lock import Lease
-from streamrec.state.queues import REBUILD_INDEX, RETRAIN_MODEL, SafeJob, queue
+from streamrec.state.queues import CHECK_DRIFT, REBUILD_INDEX, RETRAIN_MODEL, SafeJob, queue
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.stats import read_counts
 
@@ -46,8 +50,12 @@ logger = logging.getLogger(__name__)
 #: Seconds before a task whose job ended without a publish (it failed) is enqueued again.
 RETRY_AFTER = 60.0
 
-Kind = Literal["retrain", "rebuild"]
-FUNCTIONS: dict[Kind, str] = {"retrain": RETRAIN_MODEL, "rebuild": REBUILD_INDEX}
+Kind = Literal["retrain", "rebuild", "drift"]
+FUNCTIONS: dict[Kind, str] = {
+    "retrain": RETRAIN_MODEL,
+    "rebuild": REBUILD_INDEX,
+    "drift": CHECK_DRIFT,
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class Enqueued:
     """A job the scheduler enqueued.
 
     Attributes:
-        kind: ``retrain`` or ``rebuild``.
+        kind: ``retrain``, ``rebuild`` or ``drift``.
         model: the model's name.
         job_id: the RQ job's id.
         reason: why it was due.
@@ -136,7 +144,8 @@ class Scheduler:
                 task = f"{kind}:{model}"
                 if task in busy:
                     continue
-                reason = self._due(kind, model, now - published.at, events - published.events)
+                since = max(published.at, last.get(task, 0.0)) if kind == "drift" else published.at
+                reason = self._due(kind, model, now - since, events - published.events)
                 every = self._every(kind, model)
                 spacing = min(RETRY_AFTER, every) if every else RETRY_AFTER
                 if reason is None or now - last.get(task, 0.0) < spacing:
@@ -144,14 +153,26 @@ class Scheduler:
                 enqueued.append(self._enqueue(kind, model, reason, now))
         return enqueued
 
+    def retrain_unless_busy(self, model: str, reason: str) -> Enqueued | None:
+        """Enqueue a retrain of ``model`` now, unless one is queued or running (then None)."""
+        if f"retrain:{model}" in self._busy_tasks():
+            logger.info("scheduler: a retrain of %s is already queued or running", model)
+            return None
+        return self._enqueue("retrain", model, reason, time.time())
+
     def _every(self, kind: Kind, model: str) -> float:
-        values = self.settings.retrain_every if kind == "retrain" else self.settings.rebuild_every
+        values = {
+            "retrain": self.settings.retrain_every,
+            "rebuild": self.settings.rebuild_every,
+            "drift": self.settings.drift_every,
+        }[kind]
         return per_model(values, model)
 
     def _due(self, kind: Kind, model: str, age: float, events: int) -> str | None:
         every = self._every(kind, model)
         if every and age >= every:
-            return f"{age:.0f} s since the last publish (every {every:g} s)"
+            last = "check or publish" if kind == "drift" else "publish"
+            return f"{age:.0f} s since the last {last} (every {every:g} s)"
         threshold = per_model(self.settings.retrain_after_events, model)
         if kind == "retrain" and threshold and events >= threshold:
             return f"{events} events since the last publish (after {threshold:g})"

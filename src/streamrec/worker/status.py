@@ -16,6 +16,7 @@ from rq.utils import utcparse
 from streamrec import keys
 from streamrec.serving.registry import names
 from streamrec.settings import Settings
+from streamrec.state.drift import DriftReports
 from streamrec.state.freshness import WINDOW_MINUTES, Freshness, read_freshness
 from streamrec.state.queues import queue
 from streamrec.state.registry import ModelRegistry
@@ -83,7 +84,9 @@ class Status:
         freshness: event→cache latency per model over the last ``freshness_minutes``.
         lag: the events queue's backlog.
         models: each model's last publish.
-        drift: the last drift check's result (None: no check has run).
+        drift: per model, its last drift check's report (``streamrec drift``, or the
+            scheduler's ``drift`` task; :class:`~streamrec.serving.drift.DriftReport` as a
+            dict); None when no model was checked.
     """
 
     redis: str
@@ -108,7 +111,8 @@ def collect_status(
     models: Sequence[str] | None = None,
     minutes: int = WINDOW_MINUTES,
 ) -> Status:
-    """Read queues, workers, state counters, freshness, lag and the models' publishes.
+    """Read queues, workers, state counters, freshness, lag, the models' publishes and their
+    last drift checks.
 
     Args:
         connection: a redis-py client.
@@ -158,6 +162,7 @@ def collect_status(
             else ModelStatus(name, p.version, p.at, max(0.0, now - p.at))
             for name, p in published
         ],
+        drift=DriftReports(connection).read(models) or None,
     )
 
 

@@ -15,6 +15,14 @@ from typing import Any
 
 from streamrec.errors import ConfigError
 
+# the text parsers live beside (settings.parsing); these are re-exported here
+from streamrec.settings.parsing import check_redis_url as check_redis_url
+from streamrec.settings.parsing import every_model
+from streamrec.settings.parsing import parse_kind_weights as parse_kind_weights
+from streamrec.settings.parsing import parse_per_model as parse_per_model
+from streamrec.settings.parsing import per_model as per_model
+from streamrec.settings.parsing import redact_url as redact_url
+
 #: Kinds whose weights add up (plays, clicks, ...), with the multiplier applied to each
 #: event's weight. ``rating`` is not here: a newer rating replaces an older one.
 DEFAULT_KIND_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -86,6 +94,13 @@ class Settings:
             last publish joined to the model's index), per model like ``retrain_every``.
         scheduler_ttl: seconds the active scheduler's lease lasts unrenewed: a standby
             scheduler takes over within it when the active one dies.
+        drift_every: seconds between scheduled drift checks (the served lists of recently
+            active users against a fresh retrain's, :mod:`~streamrec.serving.drift`), per
+            model like ``retrain_every``, counted from the later of the last check and the
+            last publish (default: none, never).
+        drift_threshold: mean overlap@k below which a drift check enqueues a retrain
+            (0: never; 1: whenever the lists differ at all).
+        drift_users: recently active users a scheduled drift check compares.
         rerank: a model that re-ranks the two-tower's candidates in its cached lists
             (``"gmf"``), or None for the two-tower's own order.
         rerank_candidates: two-tower candidates per user the re-ranker orders (≥ ``top_k``).
@@ -121,10 +136,13 @@ class Settings:
     worker_ttl: int = 30
     reconnect_timeout: float = 300.0
     drain_batches: int = 15
-    retrain_every: Mapping[str, float] = field(default_factory=lambda: _every_model(86_400.0))
-    retrain_after_events: Mapping[str, float] = field(default_factory=lambda: _every_model(100_000))
-    rebuild_every: Mapping[str, float] = field(default_factory=lambda: _every_model(3_600.0))
+    retrain_every: Mapping[str, float] = field(default_factory=lambda: every_model(86_400.0))
+    retrain_after_events: Mapping[str, float] = field(default_factory=lambda: every_model(100_000))
+    rebuild_every: Mapping[str, float] = field(default_factory=lambda: every_model(3_600.0))
     scheduler_ttl: float = 10.0
+    drift_every: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    drift_threshold: float = 0.5
+    drift_users: int = 200
     rerank: str | None = None
     rerank_candidates: int = 100
     rerank_discount: float = 0.25
@@ -157,12 +175,18 @@ class Settings:
                 f"drain_batches must be between 0 and {MAX_DRAIN_BATCHES} "
                 f"(got {self.drain_batches!r})"
             )
-        for name in ("retrain_every", "retrain_after_events", "rebuild_every"):
+        for name in _PER_MODEL.values():
             for model, value in getattr(self, name).items():
                 if not (math.isfinite(value) and value >= 0):
                     raise ConfigError(f"{name} of {model} must be a number ≥ 0 (got {value!r})")
         if not (math.isfinite(self.scheduler_ttl) and self.scheduler_ttl >= 1):
             raise ConfigError(f"scheduler_ttl must be ≥ 1 second (got {self.scheduler_ttl!r})")
+        if not 0 <= self.drift_threshold <= 1:
+            raise ConfigError(
+                f"drift_threshold must be between 0 and 1 (got {self.drift_threshold!r})"
+            )
+        if self.drift_users < 1:
+            raise ConfigError(f"drift_users must be ≥ 1 (got {self.drift_users!r})")
         if self.max_buffered < 1:
             raise ConfigError(f"max_buffered must be ≥ 1 (got {self.max_buffered!r})")
         if self.worker_ttl < 5:
@@ -242,7 +266,9 @@ class Settings:
         ``STREAMREC_RERANK_DISCOUNT``, ``STREAMREC_DRAIN_BATCHES``,
         ``STREAMREC_RETRAIN_EVERY`` / ``STREAMREC_RETRAIN_AFTER_EVENTS`` /
         ``STREAMREC_REBUILD_EVERY`` (``3600``, ``als=600,*=3600`` or ``-``),
-        ``STREAMREC_SCHEDULER_TTL``, ``STREAMREC_METRICS_PORT`` (0: none).
+        ``STREAMREC_SCHEDULER_TTL``, ``STREAMREC_DRIFT_EVERY`` (per model, like
+        ``STREAMREC_RETRAIN_EVERY``; unset: never), ``STREAMREC_DRIFT_THRESHOLD``,
+        ``STREAMREC_DRIFT_USERS``, ``STREAMREC_METRICS_PORT`` (0: none).
         """
         env = os.environ if env is None else env
         kw: dict[str, Any] = {}
@@ -316,33 +342,12 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "STREAMREC_RECONNECT_TIMEOUT": ("reconnect_timeout", float),
     "STREAMREC_DRAIN_BATCHES": ("drain_batches", int),
     "STREAMREC_SCHEDULER_TTL": ("scheduler_ttl", float),
+    "STREAMREC_DRIFT_THRESHOLD": ("drift_threshold", float),
+    "STREAMREC_DRIFT_USERS": ("drift_users", int),
     "STREAMREC_RERANK_CANDIDATES": ("rerank_candidates", int),
     "STREAMREC_RERANK_DISCOUNT": ("rerank_discount", float),
     "STREAMREC_METRICS_PORT": ("metrics_port", int),
 }
-
-
-def check_redis_url(url: str) -> str:
-    """``url`` if it names a Redis server; a :class:`ConfigError` (password hidden) if not."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            "STREAMREC_REDIS_URL must start with redis://, rediss:// or unix:// "
-            f"(got {redact_url(url)!r})"
-        )
-    return url
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = credentials.partition(":")
-    hidden = f"{user}:***" if colon else "***"
-    return f"{scheme}{sep}{hidden}@{host}"
 
 
 #: Per-model settings by variable: field.
@@ -350,48 +355,5 @@ _PER_MODEL: dict[str, str] = {
     "STREAMREC_RETRAIN_EVERY": "retrain_every",
     "STREAMREC_RETRAIN_AFTER_EVENTS": "retrain_after_events",
     "STREAMREC_REBUILD_EVERY": "rebuild_every",
+    "STREAMREC_DRIFT_EVERY": "drift_every",
 }
-
-
-def _every_model(value: float) -> Mapping[str, float]:
-    return MappingProxyType({"*": value})
-
-
-def parse_per_model(var: str, text: str) -> dict[str, float]:
-    """Parse a per-model setting: ``"3600"`` (every model), ``"als=600,*=3600"``, or ``"-"``
-    (none)."""
-    if text.strip() == "-":
-        return {}
-    values: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.rpartition("=")
-        try:
-            values[name.strip() if sep else "*"] = float(value)
-            if sep and not name.strip():
-                raise ValueError
-        except ValueError:
-            raise ConfigError(
-                f"{var} entries must look like model=number or number (got {part!r})"
-            ) from None
-    return values
-
-
-def per_model(values: Mapping[str, float], model: str) -> float:
-    """A per-model setting's value for ``model`` (its own, else ``"*"``'s, else 0)."""
-    return float(values.get(model, values.get("*", 0.0)))
-
-
-def parse_kind_weights(text: str) -> dict[str, float]:
-    """Parse ``"play=1,click=0.5"`` into ``{"play": 1.0, "click": 0.5}``."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(
-                f"STREAMREC_KIND_WEIGHTS entries must look like kind=weight (got {part!r})"
-            ) from None
-    return weights
