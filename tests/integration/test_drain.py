@@ -70,6 +70,25 @@ def test_a_backlog_is_applied_by_fewer_jobs_than_batches_and_leaves_nothing_behi
     assert job_keys(redis_conn) == []
 
 
+def test_follow_applies_batch_after_batch_until_none_waits(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """A running job goes on taking what arrives (here: a backlog three takes deep) and
+    applies each batch once; the queue and the held list end empty, no job key is left."""
+    backlog(redis_conn, settings, 10)
+    handler = EventHandler(redis_conn, settings)
+
+    followed = Drain(redis_conn, 4).follow(handler)
+
+    assert len(followed) == 10 and len({f.job_id for f in followed}) == 10
+    counts = read_counts(redis_conn)
+    assert counts.events_applied == 40 and counts.batches_applied == 10
+    q = queue(redis_conn)
+    assert q.count == 0 and q.intermediate_queue.get_job_ids() == []
+    assert job_keys(redis_conn) == []
+    assert Drain(redis_conn, 4).follow(handler) == []  # nothing waits: one take, no apply
+
+
 def test_without_draining_each_batch_is_a_job(
     redis_conn: redis.Redis, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

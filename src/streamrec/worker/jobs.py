@@ -90,12 +90,14 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
         raise ConfigError("this worker does not serve the events queue")
     job = get_current_job()
     sent_at = job.created_at.timestamp() if job is not None and job.created_at else None
-    drained = binding.drain.take() if binding.drain is not None else []
+    drain = binding.drain
+    drained = drain.take() if drain is not None else []
     outcomes = handler.handle_many(
         [(batch_id, events, sent_at), *((d.batch_id, d.events, d.sent_at) for d in drained)]
     )
-    if binding.drain is not None:
-        binding.drain.finish(drained)
+    if drain is not None:
+        drain.finish(drained)
+        drained += drain.follow(handler)
     if drained:
         logger.info("job %s: applied %d queued batches with it", batch_id, len(drained))
     outcome = outcomes[0]
