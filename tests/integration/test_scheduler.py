@@ -73,7 +73,7 @@ def test_an_interval_retrain_is_enqueued_once_and_again_after_the_next_publish(
 
     first = runner.once()
     assert first is not None and [(j.kind, j.model) for j in first] == [("retrain", "als")]
-    assert "since the last publish" in first[0].reason
+    assert "since the last training" in first[0].reason
     time.sleep(every)
     assert runner.once() == []  # its job is still queued
     assert training_jobs(redis_conn) == [(RETRAIN_MODEL, "als")]
@@ -140,6 +140,43 @@ def test_a_rebuild_publishes_the_items_folded_in_since_training(
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["rebuilt_from"] == trained_version
     assert meta["items"] == meta["items_before"] + 1
+
+
+def test_rebuilds_do_not_put_off_the_retrain(
+    redis_conn: redis.Redis, settings: Settings, trained: dict[str, int]
+) -> None:
+    """A rebuild publishes, but the retrain interval and event count run from the last
+    training: frequent rebuilds never hold a retrain back."""
+    chosen = schedule(
+        settings, retrain_every={"als": 600.0}, rebuild_every={"als": 0.5},
+        retrain_after_events={"als": 40},
+    )  # fmt: skip
+    registry = ModelRegistry(redis_conn, chosen)
+    runner = Scheduler(redis_conn, chosen, models=["als"])
+    trained_at = registry.last_published("als")
+    assert trained_at is not None
+    with Producer(chosen, connection=redis_conn, linger=0) as producer:
+        for n in range(30):
+            producer.send(f"rebuilt-{n % 3}", f"item-{n}", 1)
+    drain(redis_conn, chosen)
+    time.sleep(0.6)
+    due = runner.once()
+    assert due is not None and [j.kind for j in due] == ["rebuild"]
+    drain(redis_conn, chosen, keys.TRAINING_QUEUE)  # publishes the rebuild
+    after = registry.last_published("als")
+    assert after is not None and after.version == trained_at.version + 1
+    assert (after.trained_at, after.events) == (trained_at.trained_at, trained_at.events)
+    with Producer(chosen, connection=redis_conn, linger=0) as producer:
+        for n in range(10):  # 40 events since the training, 10 since the rebuild
+            producer.send(f"rebuilt-{n % 3}", f"item-{n}", 1)
+    drain(redis_conn, chosen)
+    due = runner.once()
+    assert due is not None and [j.kind for j in due] == ["retrain"]
+    assert "40 events since the last training" in due[0].reason
+    drain(redis_conn, chosen, keys.TRAINING_QUEUE)
+    time.sleep(max(0.0, registry.last_published("als").at + 0.6 - time.time()))  # type: ignore[union-attr]
+    due = runner.once()  # a retrain is a publish too: the rebuild waits for its interval
+    assert due is not None and [j.kind for j in due] == ["rebuild"]
 
 
 def test_a_rebuild_never_replaces_a_version_published_meanwhile(

@@ -34,13 +34,15 @@ class Published:
 
     Attributes:
         version: the version published.
-        at: when, epoch seconds.
-        events: events the state had applied by then.
+        at: when, epoch seconds (a training, or a rebuild of a trained version).
+        events: events the state had applied by the last training.
+        trained_at: when the model was last trained (a rebuild keeps it).
     """
 
     version: int
     at: float
     events: int
+    trained_at: float
 
 
 class ModelRegistry:
@@ -94,7 +96,9 @@ class ModelRegistry:
         (staging / METADATA).write_text(json.dumps(meta, indent=2, default=str))
         staging.rename(final)
         events = int(self.connection.hget(keys.stats_key(), "events_applied") or 0)
-        published = {"version": version, "at": meta["published_at"], "events": events}
+        published: dict[str, float] = {"version": version, "at": meta["published_at"]}
+        if replaces is None:  # a training: a rebuild keeps the last one's time and events
+            published.update(events=events, trained_at=meta["published_at"])
         active = keys.model_active_key(name)
         with self.connection.pipeline(transaction=True) as pipe:
             try:
@@ -133,7 +137,9 @@ class ModelRegistry:
         found = self.connection.hgetall(keys.model_published_key(name))
         if not found:
             return None
-        return Published(int(found[b"version"]), float(found[b"at"]), int(found[b"events"]))
+        at = float(found[b"at"])
+        trained = float(found.get(b"trained_at", at))  # written before rebuilds kept it
+        return Published(int(found[b"version"]), at, int(found.get(b"events", 0)), trained)
 
     def folder(self, name: str, version: int) -> Path:
         """Where version ``version`` of ``name`` lives."""

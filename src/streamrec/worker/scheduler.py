@@ -7,9 +7,10 @@ rebuilt with the items folded in since its last publish,
 :func:`~streamrec.worker.jobs.rebuild_index`) and ``drift`` (a drift check,
 :func:`~streamrec.worker.jobs.check_drift`, which enqueues a retrain through
 :meth:`Scheduler.retrain_unless_busy` when the lists drifted). A task is due when its
-interval has passed since the model's last publish (``retrain_every`` / ``rebuild_every``;
-for ``drift_every``, since the later of the last publish and the last check), or, for a
-retrain, when ``retrain_after_events`` events were applied since; it is never enqueued
+interval has passed (``retrain_every`` since the model was last trained, ``rebuild_every``
+since its last publish, a rebuild's included; ``drift_every`` since the later of the last
+publish and the last check), or, for a retrain, when ``retrain_after_events`` events were
+applied since the last training; it is never enqueued
 while a job of the same task is queued or running (whoever enqueued it: ``streamrec train
 --queue`` and a drift check too), and a task whose job ended without publishing (it failed) waits
 :data:`RETRY_AFTER` seconds (or its interval, if shorter) before it is enqueued again.
@@ -144,7 +145,11 @@ class Scheduler:
                 task = f"{kind}:{model}"
                 if task in busy:
                     continue
-                since = max(published.at, last.get(task, 0.0)) if kind == "drift" else published.at
+                since = {  # a rebuild publishes too, but does not count as a retrain
+                    "retrain": published.trained_at,
+                    "rebuild": published.at,
+                    "drift": max(published.at, last.get(task, 0.0)),
+                }[kind]
                 reason = self._due(kind, model, now - since, events - published.events)
                 every = self._every(kind, model)
                 spacing = min(RETRY_AFTER, every) if every else RETRY_AFTER
@@ -171,11 +176,11 @@ class Scheduler:
     def _due(self, kind: Kind, model: str, age: float, events: int) -> str | None:
         every = self._every(kind, model)
         if every and age >= every:
-            last = "check or publish" if kind == "drift" else "publish"
+            last = {"retrain": "training", "rebuild": "publish", "drift": "check or publish"}[kind]
             return f"{age:.0f} s since the last {last} (every {every:g} s)"
         threshold = per_model(self.settings.retrain_after_events, model)
         if kind == "retrain" and threshold and events >= threshold:
-            return f"{events} events since the last publish (after {threshold:g})"
+            return f"{events} events since the last training (after {threshold:g})"
         return None
 
     def _enqueue(self, kind: Kind, model: str, reason: str, now: float) -> Enqueued:
