@@ -80,7 +80,7 @@ class ServedModel(ABC, Generic[M]):
         self.because = because
         self.model: M | None = None
         self.version: int | None = None
-        self._names = np.zeros(0, dtype=object)
+        self._names = np.full(0, None, dtype=object)  # by dense id, filled as needed
 
     def current(self) -> M | None:
         """The active model, reloaded if a newer version was published (None if untrained)."""
@@ -195,8 +195,7 @@ class ServedModel(ABC, Generic[M]):
             because: ``(n, k, b)`` history item ids per recommendation, ``-1`` padding.
         """
         assert self.version is not None
-        top = int(max(ids.max(initial=-1), because.max(initial=-1)))
-        names = self._names_of(top + 1)
+        names = self._names_of(np.concatenate([ids.ravel(), because.ravel()]))
         rounded = np.round(scores.astype(np.float64), 6)
         out = []
         for n, r in enumerate(active):
@@ -226,13 +225,23 @@ class ServedModel(ABC, Generic[M]):
             )
         return out
 
-    def _names_of(self, n: int) -> np.ndarray:
-        """External names of dense items ``0 .. n-1`` (an object array, grown as needed)."""
-        have = len(self._names)
-        if n > have:
-            found = self.item_vocab.externals(list(range(have, n)))
-            extra = [name if name is not None else str(have + i) for i, name in enumerate(found)]
-            self._names = np.concatenate([self._names, np.array(extra, dtype=object)])
+    def _names_of(self, ids: np.ndarray) -> np.ndarray:
+        """External names by dense id (an object array), with those of ``ids`` (``-1``
+        ignored) filled in: each name is read once, when first needed, so a catalogue of a
+        million items costs only the names of the items served."""
+        wanted = np.unique(ids[ids >= 0])
+        if len(wanted) == 0:
+            return self._names
+        if wanted[-1] >= len(self._names):  # grow by doubling: copies stay amortised
+            grown = np.full(max(int(wanted[-1]) + 1, 2 * len(self._names)), None, dtype=object)
+            grown[: len(self._names)] = self._names
+            self._names = grown
+        missing = wanted[[name is None for name in self._names[wanted]]]
+        if len(missing):
+            found = self.item_vocab.externals(missing.tolist())
+            self._names[missing] = [
+                name if name is not None else str(i) for i, name in zip(missing, found, strict=True)
+            ]
         return self._names
 
 
