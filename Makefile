@@ -50,10 +50,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/freshness.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/serving_kernels.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/kernel_mf.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/two_tower.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/faults.py
 	$(BIN)/python bench/index.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/http_api.py
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/soak.py
 
 clean:
 	-STREAMREC_HOME=$(CURDIR)/.demo-home $(BIN)/streamrec server stop
