@@ -39,7 +39,7 @@ from streamrec.errors import DeliveryError
 from streamrec.events import Event, EventValidator
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
-from streamrec.state.queues import APPLY_EVENTS, queue
+from streamrec.state.queues import APPLY_EVENTS, PUSHED_AT, queue
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,9 @@ class Producer:
         self._open_id = ""
         self._oldest = 0.0
         self._sealed: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        # when each batch not yet out of the resend window got its first event (epoch s):
+        # carried in the job's meta as ``pushed_at``, the start of the event→cache latency
+        self._pushed_at: dict[str, float] = {}
         self._buffered = 0  # open + sealed events
         self._last_error: BaseException | None = None
         self._lock = threading.Lock()
@@ -228,6 +231,7 @@ class Producer:
             if not self._open:
                 self._oldest = time.monotonic()
                 self._open_id = uuid.uuid4().hex
+                self._pushed_at[self._open_id] = time.time()
             self._open.append(event.to_dict())
             self._buffered += 1
             if len(self._open) >= self.batch_size:
@@ -312,7 +316,7 @@ class Producer:
                         self._sealed.popleft()
                         self._recent.append((now, batch))
                     while self._recent and self._recent[0][0] < now - RESEND_WINDOW:
-                        self._recent.popleft()
+                        self._pushed_at.pop(self._recent.popleft()[1][0], None)
                     delivered = sum(len(events) for _, events in batches)
                     self._buffered -= delivered
                     self.batches_sent += len(batches)
@@ -356,6 +360,7 @@ class Producer:
                     JOB_FUNCTION,
                     args=(batch_id, events),
                     job_id=batch_id,
+                    meta={PUSHED_AT: self._pushed_at.get(batch_id)},
                     description=f"apply_events {batch_id} ({len(events)} events)",
                     result_ttl=0,
                     timeout=settings.job_timeout,

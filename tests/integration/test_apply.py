@@ -19,7 +19,7 @@ from streamrec.serving.handler import EventHandler
 from streamrec.settings import Settings
 from streamrec.state.deadletters import DeadLetterStore
 from streamrec.state.histories import HistoryStore
-from streamrec.state.queues import queue
+from streamrec.state.queues import PUSHED_AT, pushed_at, queue
 from streamrec.state.stats import read_counts
 from tests.integration.helpers import drain, dump_state
 from tests.malformed import MALFORMED
@@ -42,6 +42,26 @@ def test_producer_batches_reach_the_state_through_a_real_worker(
     assert history.interactions == {"item-0": 3.0, "item-3": 2.0, "item-6": 2.0, "item-9": 2.0}
     assert history.version == 5
     assert read_counts(redis_conn).events_applied == 11
+
+
+def test_a_batch_carries_when_its_first_event_was_pushed(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """The job's meta holds the first event's push time (the start of the event→cache
+    latency), before the linger that delays the job itself; a job without a usable one
+    falls back to when it was created."""
+    before = time.time()
+    with Producer(settings, connection=redis_conn, linger=0.3) as producer:
+        producer.send("pushed-1", "item-1", 1)
+        producer.send("pushed-2", "item-2", 1)
+        time.sleep(0.6)  # the linger sends the batch
+    job = queue(redis_conn).get_jobs()[0]
+    assert before <= job.meta[PUSHED_AT] <= before + 0.25
+    assert job.created_at is not None and job.created_at.timestamp() - job.meta[PUSHED_AT] >= 0.25
+    assert pushed_at(job) == job.meta[PUSHED_AT]
+    for garbage in ("soon", float("nan"), True, None, [1]):
+        job.meta[PUSHED_AT] = garbage
+        assert pushed_at(job) == job.created_at.timestamp()
 
 
 def test_linger_sends_a_partial_batch_without_flush(

@@ -12,7 +12,8 @@ per user only for a model that served some of the users (a rating model).
 "Events refreshed" (the histogram's ``_count``) are the events of applied batches whose
 user's entry of that model went to the compare-and-set write; a redelivered batch (applied
 before) and users recovered for a dead worker count nothing. The clock starts when the
-batch was sent (its RQ job's ``created_at``, the producer's clock: after its linger) and
+batch's first event was pushed (the ``pushed_at`` the producer carries in the job's meta,
+its own clock, before the linger; a job without one counts from its ``created_at``) and
 stops after the write.
 """
 

@@ -10,6 +10,7 @@ says why, and the worker moves it aside (:mod:`~streamrec.state.quarantine`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,9 @@ ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
     keys.EVENTS_QUEUE: frozenset({APPLY_EVENTS}),
     keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL, REBUILD_INDEX, CHECK_DRIFT}),
 }
+
+#: The job meta field in which the producer carries when a batch got its first event.
+PUSHED_AT = "pushed_at"
 
 #: Job ids as RQ itself accepts them for custom ids (ours are hex digests).
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -108,3 +112,14 @@ class SafeJob(Job):
 def queue(connection: redis.Redis, name: str = keys.EVENTS_QUEUE) -> Queue:
     """The RQ queue ``name`` with the JSON serializer and :class:`SafeJob`."""
     return Queue(name, connection=connection, serializer=JSONSerializer, job_class=SafeJob)
+
+
+def pushed_at(job: Job) -> float | None:
+    """When ``job``'s batch got its first event (epoch seconds, the producer's clock): the
+    ``pushed_at`` the producer carries in the job's meta, else when the job was created
+    (a job from an older producer); None when neither is known or the meta is not a
+    finite number."""
+    value = job.meta.get(PUSHED_AT) if isinstance(job.meta, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return job.created_at.timestamp() if job.created_at else None

@@ -36,7 +36,7 @@ from rq.serializers import JSONSerializer
 
 from streamrec import keys
 from streamrec.errors import ForbiddenJobError
-from streamrec.state.queues import APPLY_EVENTS, JOB_ID, SafeJob, queue
+from streamrec.state.queues import APPLY_EVENTS, JOB_ID, SafeJob, pushed_at, queue
 
 if TYPE_CHECKING:
     from streamrec.serving.handler import EventHandler
@@ -162,7 +162,7 @@ def _batch(job: SafeJob | None) -> DrainedBatch | None:
         job.check()
         if job.func_name != APPLY_EVENTS or job.kwargs or len(job.args) != 2:
             return None
-        sent_at = job.created_at.timestamp() if job.created_at else None
+        sent_at = pushed_at(job)
     except ForbiddenJobError:
         return None
     except Exception:  # a field RQ cannot parse: the normal path sets the job aside

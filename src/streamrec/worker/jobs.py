@@ -25,7 +25,7 @@ from streamrec.serving.rebuild import rebuild_index as rebuild
 from streamrec.serving.registry import spec
 from streamrec.serving.training import train_model
 from streamrec.settings import Settings
-from streamrec.state.queues import queue
+from streamrec.state.queues import pushed_at, queue
 from streamrec.worker.drain import Drain
 from streamrec.worker.scheduler import Scheduler
 
@@ -89,7 +89,7 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
     if handler is None:
         raise ConfigError("this worker does not serve the events queue")
     job = get_current_job()
-    sent_at = job.created_at.timestamp() if job is not None and job.created_at else None
+    sent_at = pushed_at(job) if job is not None else None
     drain = binding.drain
     drained = drain.take() if drain is not None else []
     outcomes = handler.handle_many(
