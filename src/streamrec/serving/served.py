@@ -100,8 +100,8 @@ class ServedModel(ABC, Generic[M]):
         return self.model
 
     def warm(self) -> None:
-        """Serve a one-item user once and drop the answer: the model's compiled kernels load
-        now (a fraction of a second per process), not in the first batch a worker serves."""
+        """Serve a one-item user once and drop the answer: the compiled kernels load now,
+        not in the first batch a worker serves."""
         model = self.model
         if model is not None and model.n_items:
             row = sp.csr_matrix(
@@ -226,9 +226,8 @@ class ServedModel(ABC, Generic[M]):
         return out
 
     def _names_of(self, ids: np.ndarray) -> np.ndarray:
-        """External names by dense id (an object array), with those of ``ids`` (``-1``
-        ignored) filled in: each name is read once, when first needed, so a catalogue of a
-        million items costs only the names of the items served."""
+        """External names by dense id (an object array) with those of ``ids`` filled in
+        (``-1`` ignored); each is read once, when first served."""
         wanted = np.unique(ids[ids >= 0])
         if len(wanted) == 0:
             return self._names
