@@ -673,7 +673,7 @@ def report(
     )
     for model, (observed, (p50, p99)) in sorted(fresh.items()):
         print(
-            f"freshness : {model}, metrics' event→cache histogram (batch sent → cache write; "
+            f"freshness : {model}, metrics' event→cache histogram (event pushed → cache write; "
             f"buckets 5, 10, 25, 50, 100, 250 ms…): {observed:,} events, p50 {ms(p50)} ms, "
             f"p99 {ms(p99)} ms"
             + (
