@@ -39,7 +39,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: Path | None, verbose: i
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(os.environ)  # the edge: the process environment
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     changes: dict[str, object] = {}
