@@ -25,7 +25,8 @@ from streamrec import keys
 from streamrec.models.als import ImplicitALS
 from streamrec.models.sparse import with_width
 from streamrec.settings import Settings
-from streamrec.state.cache import Entry, encode_entry
+from streamrec.state.cache import Entry
+from streamrec.state.encoding import NameTable
 from streamrec.state.matrices import HistoryRows
 from streamrec.state.registry import ModelRegistry
 from streamrec.state.vocab import Vocabulary
@@ -80,7 +81,7 @@ class ServedModel(ABC, Generic[M]):
         self.because = because
         self.model: M | None = None
         self.version: int | None = None
-        self._names = np.full(0, None, dtype=object)  # by dense id, filled as needed
+        self._names = NameTable(self.item_vocab.externals)  # read when first served
 
     def current(self) -> M | None:
         """The active model, reloaded if a newer version was published (None if untrained)."""
@@ -195,53 +196,13 @@ class ServedModel(ABC, Generic[M]):
             because: ``(n, k, b)`` history item ids per recommendation, ``-1`` padding.
         """
         assert self.version is not None
-        names = self._names_of(np.concatenate([ids.ravel(), because.ravel()]))
-        rounded = np.round(scores.astype(np.float64), 6)
-        out = []
-        for n, r in enumerate(active):
-            found = ids[n] >= 0
-            reasons = because[n][found]
-            why = names[reasons].tolist()
-            if (reasons < 0).any():  # fewer reasons than asked for
-                why = [
-                    [w for w, j in zip(ws, js, strict=True) if j >= 0]
-                    for ws, js in zip(why, reasons, strict=True)
-                ]
-            user = rows.users[r]
-            out.append(
-                (
-                    keys.recommendations_key(user, self.name),
-                    encode_entry(
-                        user,
-                        self.name,
-                        self.version,
-                        int(rows.versions[r]),
-                        names[ids[n][found]].tolist(),
-                        rounded[n][found].tolist(),
-                        why,
-                    ),
-                    user,
-                )
-            )
-        return out
-
-    def _names_of(self, ids: np.ndarray) -> np.ndarray:
-        """External names by dense id (an object array) with those of ``ids`` filled in
-        (``-1`` ignored); each is read once, when first served."""
-        wanted = np.unique(ids[ids >= 0])
-        if len(wanted) == 0:
-            return self._names
-        if wanted[-1] >= len(self._names):  # grow by doubling: copies stay amortised
-            grown = np.full(max(int(wanted[-1]) + 1, 2 * len(self._names)), None, dtype=object)
-            grown[: len(self._names)] = self._names
-            self._names = grown
-        missing = wanted[[name is None for name in self._names[wanted]]]
-        if len(missing):
-            found = self.item_vocab.externals(missing.tolist())
-            self._names[missing] = [
-                name if name is not None else str(i) for i, name in zip(missing, found, strict=True)
-            ]
-        return self._names
+        users = [rows.users[r] for r in active.tolist()]
+        versions = rows.versions[active]
+        encoded = self._names.encode(users, self.name, self.version, versions, ids, scores, because)
+        return [
+            (keys.recommendations_key(user, self.name), entry, user)
+            for user, entry in zip(users, encoded, strict=True)
+        ]
 
 
 class ServedALS(ServedModel[ImplicitALS]):

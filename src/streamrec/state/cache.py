@@ -25,8 +25,8 @@ import redis
 from streamrec import keys
 from streamrec.state.scripts import script
 
-#: One encoded cache entry: (key, JSON, user).
-Entry = tuple[str, str, str]
+#: One encoded cache entry: (key, JSON as text or UTF-8, user).
+Entry = tuple[str, str | bytes, str]
 
 
 def popular_size(top_k: int) -> int:
@@ -79,8 +79,8 @@ class RecommendationCache:
 
     def write_encoded(self, entries: Sequence[Entry], served: Sequence[str] = ()) -> int:
         """Store entries that are not older than what is stored, (cache key, JSON from
-        :func:`encode_entry`, user) triples, a few hundred per call (each call blocks Redis
-        while it runs).
+        :func:`encode_entry` or :meth:`~streamrec.state.encoding.NameTable.encode`, user)
+        triples, a few hundred per call (each call blocks Redis while it runs).
 
         Args:
             entries: the entries to write (compare-and-set; a forgotten user's entries
