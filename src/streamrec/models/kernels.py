@@ -66,21 +66,24 @@ def solve_cholesky(
         for p in range(indptr[u], indptr[u + 1]):
             yj = y[indices[p]]
             c = alpha * confidence[p]
-            for r in range(f):
+            for r in range(f):  # rows as 1-d views: the inner loops vectorise
                 s = (c - 1.0) * yj[r]
                 b[r] += c * yj[r]
+                ar = a[r]
                 for q in range(r + 1):
-                    a[r, q] += s * yj[q]
+                    ar[q] += s * yj[q]
         low = lower[u]
         for r in range(f):  # Cholesky, lower triangle of a
+            lr = low[r]
             for q in range(r + 1):
+                lq = low[q]
                 s = a[r, q]
                 for t in range(q):
-                    s -= low[r, t] * low[q, t]
+                    s -= lr[t] * lq[t]
                 if r == q:
-                    low[r, r] = np.sqrt(max(s, 1e-300))
+                    lr[r] = np.sqrt(max(s, 1e-300))
                 else:
-                    low[r, q] = s / low[q, q]
+                    lr[q] = s / lq[q]
         _cho_solve(low, b, vectors[u])
     return lower, vectors
 
@@ -90,10 +93,11 @@ def _cho_solve(low: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out = (L Lᵀ)⁻¹ b``."""
     f = len(b)
     for r in range(f):  # L z = b
+        lr = low[r]
         s = b[r]
         for t in range(r):
-            s -= low[r, t] * out[t]
-        out[r] = s / low[r, r]
+            s -= lr[t] * out[t]
+        out[r] = s / lr[r]
     for r in range(f - 1, -1, -1):  # Lᵀ x = z
         s = out[r]
         for t in range(r + 1, f):
@@ -180,25 +184,28 @@ def als_because(
         for i in range(k):
             z[:, i] = y[max(items[u, i], 0)]
         for r in range(f):  # L w = y_i for every i at once, then Lᵀ z = w
+            zr, lr = z[r], low[r]
             for t in range(r):
-                m = low[r, t]
+                m, zt = lr[t], z[t]
                 for i in range(k):
-                    z[r, i] -= m * z[t, i]
+                    zr[i] -= m * zt[i]
             for i in range(k):
-                z[r, i] /= low[r, r]
+                zr[i] /= lr[r]
         for r in range(f - 1, -1, -1):
+            zr = z[r]
             for t in range(r + 1, f):
-                m = low[t, r]
+                m, zt = low[t, r], z[t]
                 for i in range(k):
-                    z[r, i] -= m * z[t, i]
+                    zr[i] -= m * zt[i]
             for i in range(k):
-                z[r, i] /= low[r, r]
+                zr[i] /= low[r, r]
         lo, hi = indptr[u], indptr[u + 1]
         h = np.empty((hi - lo, f))
         for p in range(lo, hi):
             c = alpha * confidence[p]
+            row, hp = y[indices[p]], h[p - lo]
             for r in range(f):
-                h[p - lo, r] = y[indices[p], r] * c
+                hp[r] = row[r] * c
         _top_columns(h @ z, indices[lo:hi], out[u])
         for i in range(k):
             if items[u, i] < 0:
@@ -243,8 +250,9 @@ def dot_because(
         at = 0
         for p in range(lo, hi):
             if weights[p] != 0:
+                row, hp, wp = history[indices[p]], h[at], weights[p]
                 for r in range(d):
-                    h[at, r] = history[indices[p], r] * weights[p]
+                    hp[r] = row[r] * wp
                 slots[at] = indices[p]
                 at += 1
         if used:
