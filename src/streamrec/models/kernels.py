@@ -58,20 +58,20 @@ def solve_cholesky(
     n, f = len(indptr) - 1, y.shape[1]
     lower = np.zeros((n, f, f))
     vectors = np.zeros((n, f))
-    a = np.empty((f, f))
     b = np.empty(f)
     for u in range(n):
-        a[:, :] = base
+        lo, hi = indptr[u], indptr[u + 1]
+        rows = np.empty((hi - lo, f))  # y_j, and (c_j - 1) y_j: A's update is one product
+        scaled = np.empty((hi - lo, f))
         b[:] = 0.0
-        for p in range(indptr[u], indptr[u + 1]):
-            yj = y[indices[p]]
+        for p in range(lo, hi):
+            yj, row, out = y[indices[p]], rows[p - lo], scaled[p - lo]
             c = alpha * confidence[p]
             for r in range(f):  # rows as 1-d views: the inner loops vectorise
-                s = (c - 1.0) * yj[r]
+                row[r] = yj[r]
+                out[r] = (c - 1.0) * yj[r]
                 b[r] += c * yj[r]
-                ar = a[r]
-                for q in range(r + 1):
-                    ar[q] += s * yj[q]
+        a = base + rows.T @ scaled
         low = lower[u]
         for r in range(f):  # Cholesky, lower triangle of a
             lr = low[r]
