@@ -101,14 +101,16 @@ class ServedModel(ABC, Generic[M]):
         return self.model
 
     def warm(self) -> None:
-        """Serve a one-item user once and drop the answer: the compiled kernels load now,
-        not in the first batch a worker serves."""
+        """Serve a one-item user once and drop the answer: the compiled kernels (models and
+        entry encoding) load now, not in the first batch a worker serves."""
         model = self.model
         if model is not None and model.n_items:
             row = sp.csr_matrix(
                 (np.ones(1, dtype=np.float32), ([0], [0])), shape=(1, model.n_items)
             )
-            self.rank(row, [np.zeros(0, dtype=np.int64)])
+            ids, scores, because = self.rank(row, [np.zeros(0, dtype=np.int64)])
+            scores = np.where(ids >= 0, 0.0, scores)  # the kernel's path, whatever the scores
+            self._names.encode(["warm"], self.name, self.version or 0, [0], ids, scores, because)
 
     def serve(self, model: M, version: int) -> None:
         """Use ``model`` as version ``version`` (a trainer that holds it skips the reload)."""

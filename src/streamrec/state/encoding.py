@@ -109,7 +109,8 @@ class NameTable:
         at = time.time() if computed_at is None else computed_at
         self.fill(ids.ravel())
         self.fill(because.ravel())
-        if not (np.isfinite(values).all() and (np.abs(values) < LARGEST).all()):
+        shown = values[ids >= 0]  # a padding slot's score is never written
+        if not (np.isfinite(shown).all() and (np.abs(shown) < LARGEST).all()):
             return [  # the reference: it writes null for a score that is not a number
                 self._reference(user, model, version, int(hv), ids[r], values[r], because[r], at)
                 for r, (user, hv) in enumerate(zip(users, history_versions, strict=True))
