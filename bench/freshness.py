@@ -18,8 +18,9 @@
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
    and the whole refresh of one user (Redis reads, model, CAS write). With ``--items``,
    ALS's catalogue first grows to that many items (synthetic vectors around the learned
-   ones, published with a ScaNN index as any model of that size), and the model part is
-   timed with exact search over the same items too; the load then runs on that model.
+   ones, published with a ScaNN index as any model of that size), the index's recall of
+   the users' top-k against exact search is printed, and the model part is timed with
+   exact search over the same items too; the load then runs on that model.
    The worker's capacity from a backlog is printed with and without draining.
 4. Cached reads per second through ``RecommendationClient.get`` vs raw redis-py ``GET`` of
    the same keys, in the same run: alternating rounds of the two, the ratio is the median
@@ -246,6 +247,21 @@ def fold_in_timing(
     return {"single": single, "batched": batched, "refresh": refresh}
 
 
+def index_recall(conn: redis.Redis, settings: Settings, users: list[str], k: int) -> float:
+    """Recall@``k`` of the served model's index against exact search over the same items,
+    for 300 users folded in from their histories, their seen items filtered (as served)."""
+    model = ServedALS(conn, settings).current()
+    assert model is not None
+    rows = MatrixReader(conn).rows(users[:300], n_items=model.n_items)
+    vectors = model.solve_users(rows.matrix).vectors
+    m = rows.matrix
+    seen = [m.indices[m.indptr[r] : m.indptr[r + 1]] for r in range(m.shape[0])]
+    found, _ = model.index.search(vectors, k, seen)
+    truth, _ = ExactIndex(model.index.vectors).search(vectors, k, seen)
+    hits = [len(set(a[a >= 0]) & set(b[b >= 0])) / k for a, b in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
 def read_rates(
     conn: redis.Redis, users: list[str], n: int = 3_000, rounds: int = 9
 ) -> tuple[float, float, float]:
@@ -340,6 +356,11 @@ def main() -> None:
 
         if args.items:
             grow_catalogue(conn, settings, args.items)
+            recall = index_recall(conn, settings, users, settings.top_k)
+            print(
+                f"index recall@{settings.top_k} against exact search, seen items filtered "
+                f"(300 users): {recall:.3f}"
+            )
             t = fold_in_timing(conn, settings, users, exact=True)
             print(
                 f"exact search over the same items: fold-in + top-{settings.top_k} + "
