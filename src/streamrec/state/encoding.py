@@ -115,8 +115,8 @@ class NameTable:
                 self._reference(user, model, version, int(hv), ids[r], values[r], because[r], at)
                 for r, (user, hv) in enumerate(zip(users, history_versions, strict=True))
             ]
-        size = int((self._end - self._start)[ids[ids >= 0]].sum())
-        size += int((self._end - self._start)[because[because >= 0]].sum())
+        named = np.concatenate([ids[ids >= 0], because[because >= 0]])
+        size = int((self._end[named] - self._start[named]).sum())  # never over every id
         size += ids.size * (_ITEM_BYTES + _SCORE_BYTES + because.shape[2])
         out = np.empty(size, dtype=np.uint8)
         ends = np.zeros(n + 1, dtype=np.int64)
