@@ -14,6 +14,7 @@ import pytest
 import redis
 import scipy.sparse as sp
 from click.testing import CliRunner, Result
+from rq.registry import FailedJobRegistry
 
 from streamrec import keys
 from streamrec.cli import cli
@@ -251,6 +252,12 @@ def test_a_cold_user_reads_the_fallback_not_a_list_of_zero_scores(
     warm = RecommendationClient(connection=redis_conn).get("warm", 10)
     assert warm is not None and warm.personal and warm.version == 2
     assert all(r.score != 0 for r in warm.items)
+    send(settings, redis_conn, [("alone", "fresh-item", 3.0, "play")])  # a refresh of nobody
+    drain(redis_conn, settings)
+    assert len(FailedJobRegistry(queue=queue(redis_conn))) == 0
+    alone = RecommendationClient(connection=redis_conn).get("alone", 10)
+    assert alone is not None and not alone.personal
+    assert redis_conn.get(keys.user_version_key("alone")) == b"1"
 
 
 # --- 4. the command line refuses what it cannot do, saying why ---------------------------

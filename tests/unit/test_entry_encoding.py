@@ -111,3 +111,17 @@ def test_each_name_is_looked_up_once_and_the_table_grows() -> None:
         )
         assert json.loads(entries[7])["items"][3]["item"] == f"{'long name ' * 40}{ids[7, 3]}"
     assert len(asked) == len(set(asked))
+
+
+def test_a_refresh_that_placed_nobody_encodes_nothing() -> None:
+    table = NameTable(lambda ids: ["x" for _ in ids])
+    empty = table.encode(
+        [],
+        "als",
+        1,
+        [],
+        np.zeros((0, 20), np.int64),
+        np.zeros((0, 20)),
+        np.zeros((0, 20, 2), np.int64),
+    )
+    assert empty == []

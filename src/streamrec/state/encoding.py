@@ -103,6 +103,8 @@ class NameTable:
             computed_at: the time written (default: now).
         """
         n = len(users)
+        if n == 0:
+            return []
         ids = np.asarray(ids, dtype=np.int64).reshape(n, -1)
         because = np.asarray(because, dtype=np.int64).reshape(*ids.shape, -1)
         values = np.asarray(scores, dtype=np.float64).reshape(ids.shape)
