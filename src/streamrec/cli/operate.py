@@ -62,7 +62,8 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
         if port:
             serve_metrics(port, metrics_registry(app.connection, app.settings, registry.names()))
         try:
-            run_worker(worker_connection(app.settings), app.settings, queues, burst=burst)
+            connection = worker_connection(app.settings)
+            run_worker(connection, app.settings, queues, burst=burst, freeze=True)
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
         return

@@ -229,9 +229,12 @@ def run_worker(
     queue_names: Sequence[str],
     *,
     burst: bool = False,
+    freeze: bool = False,
 ) -> None:
     """Run one worker in this process until stopped (or, with ``burst``, until the queues
-    are empty), restarting it when Redis goes away.
+    are empty), restarting it when Redis goes away. ``freeze``: the process is the
+    worker's own (``streamrec worker``): what is loaded before the first job is frozen
+    out of the garbage collector's sight (``gc.freeze``).
 
     Give it a connection that does not retry on its own (:func:`worker_connection`): a
     worker must notice a lost server, since a restarted server may have lost its last
@@ -247,11 +250,9 @@ def run_worker(
         handler = None
         if keys.EVENTS_QUEUE in queue_names:
             handler = jobs.prepare(connection, settings, coalesce=True)
-        # what is loaded now (modules, numba, the models) lives as long as the worker: out of
-        # the collector's sight, a full collection no longer walks it (it paused a worker
-        # for a tenth of a second, every few seconds under load)
-        gc.collect()
-        gc.freeze()
+        if freeze:  # what is loaded now (modules, numba, the models) lives as long as the
+            gc.collect()  # process: out of the collector's sight, a full collection no
+            gc.freeze()  # longer walks it (135k objects, about 0.1 s)
         drain = (
             Drain(connection, settings.drain_batches)
             if handler and settings.drain_batches
