@@ -251,8 +251,9 @@ def run_worker(
         if keys.EVENTS_QUEUE in queue_names:
             handler = jobs.prepare(connection, settings, coalesce=True)
         if freeze:  # what is loaded now (modules, numba, the models) lives as long as the
-            gc.collect()  # process: out of the collector's sight, a full collection no
-            gc.freeze()  # longer walks it (135k objects, about 0.1 s)
+            gc.freeze()  # process: out of the collector's sight, a full collection no longer
+            # walks it (135k objects, about 0.1 s); no collection first: it would finalise
+            # whatever garbage the host process holds, mid-start
         drain = (
             Drain(connection, settings.drain_batches)
             if handler and settings.drain_batches
