@@ -3,8 +3,18 @@ names copied from one buffer of JSON-encoded names, scores printed as ``np.round
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 import numba
 import numpy as np
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _compiled(func: F) -> F:
+    """numba's ``njit`` (cached, no interpreter lock), typed as the function it compiles."""
+    return cast(F, numba.njit(cache=True, nogil=True)(func))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -44,8 +54,8 @@ def _number(out: np.ndarray, pos: int, x: float) -> int:
     return pos + places
 
 
-@numba.njit(cache=True, nogil=True)
-def _write_items(
+@_compiled
+def write_items(
     ids: np.ndarray,
     scores: np.ndarray,
     because: np.ndarray,
@@ -58,6 +68,16 @@ def _write_items(
     out: np.ndarray,
     ends: np.ndarray,
 ) -> None:
+    """Each row's items, comma-separated, into ``out``; row ``r`` ends at ``ends[r + 1]``.
+
+    Args:
+        ids: dense item ids ``(n, k)`` int64, ``-1`` skipped.
+        scores: ``(n, k)`` float64, finite, below 10¹² in magnitude.
+        because: ``(n, k, b)`` int64, ``-1`` skipped.
+        start, end: where each dense id's JSON name lies in ``blob`` (uint8).
+        item, score, reasons: the literals before the name, the score and the reasons.
+        out: uint8, large enough; ``ends``: ``(n + 1,)`` int64, ``ends[0] == 0``.
+    """
     pos = 0
     for r in range(ids.shape[0]):
         first = True
@@ -88,29 +108,3 @@ def _write_items(
             out[pos + 1] = 125  # }
             pos += 2
         ends[r + 1] = pos
-
-
-def write_items(
-    ids: np.ndarray,
-    scores: np.ndarray,
-    because: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    blob: np.ndarray,
-    item: np.ndarray,
-    score: np.ndarray,
-    reasons: np.ndarray,
-    out: np.ndarray,
-    ends: np.ndarray,
-) -> None:
-    """Each row's items, comma-separated, into ``out``; row ``r`` ends at ``ends[r + 1]``.
-
-    Args:
-        ids: dense item ids ``(n, k)`` int64, ``-1`` skipped.
-        scores: ``(n, k)`` float64, finite, below 10¹² in magnitude.
-        because: ``(n, k, b)`` int64, ``-1`` skipped.
-        start, end: where each dense id's JSON name lies in ``blob`` (uint8).
-        item, score, reasons: the literals before the name, the score and the reasons.
-        out: uint8, large enough; ``ends``: ``(n + 1,)`` int64, ``ends[0] == 0``.
-    """
-    _write_items(ids, scores, because, start, end, blob, item, score, reasons, out, ends)
