@@ -46,6 +46,7 @@ with the build).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -473,7 +474,7 @@ def als_vectors(data: Path) -> tuple[np.ndarray, np.ndarray]:
     from streamrec.models.als import ALSParams, ImplicitALS
     from streamrec.settings import Settings
 
-    loaded = read_interactions(open_source(data, "movielens-100k"), Settings.from_env())
+    loaded = read_interactions(open_source(data, "movielens-100k"), Settings.from_env(os.environ))
     matrix = loaded.data.to_csr()
     model, fit_s = timed(lambda: ImplicitALS(ALSParams(num_threads=1)).fit(matrix))
     print(

@@ -25,6 +25,7 @@ Without the ``matrix_factorization`` package the reference rows are skipped.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -242,7 +243,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    data = read_interactions(open_source(args.data, "movielens-100k"), Settings.from_env()).data
+    data = read_interactions(
+        open_source(args.data, "movielens-100k"), Settings.from_env(os.environ)
+    ).data
     split = random_split(data, 0.2, args.seed)
     train = split.train
     known = np.isin(split.test.users, train.users) & np.isin(split.test.items, train.items)

@@ -31,7 +31,7 @@ def session_settings() -> Iterator[Settings]:
     home = Path(tempfile.mkdtemp(prefix="streamrec-test-"))
     old_home = os.environ.get("STREAMREC_HOME")
     os.environ["STREAMREC_HOME"] = str(home)
-    settings = Settings.from_env()
+    settings = Settings.from_env(os.environ)
     try:
         yield settings
     finally:

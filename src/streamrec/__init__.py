@@ -2,11 +2,13 @@
 
 Apps send events with a :class:`Producer` and read each user's cached list with a
 :class:`RecommendationClient` (or one Redis ``GET`` from any language); both take the one
-:class:`Settings` object (``Settings.from_env()`` reads ``STREAMREC_*``)::
+:class:`Settings` object (``Settings.from_env(os.environ)`` reads ``STREAMREC_*``)::
+
+    import os
 
     from streamrec import Producer, RecommendationClient, Settings
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(os.environ)
     with Producer(settings) as producer:
         producer.send("alice", "song-42", weight=3)
 

@@ -78,7 +78,7 @@ class Producer:
 
     Example::
 
-        with Producer(Settings.from_env()) as producer:
+        with Producer(Settings.from_env(os.environ)) as producer:
             producer.send("alice", "song-42", weight=3)
     """
 

@@ -33,7 +33,7 @@ import sys
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
 from streamrec.worker.runner import run_worker
-settings = Settings.from_env()
+settings = Settings.from_env(os.environ)
 run_worker(connect(settings), settings, ["events"], burst=True)
 print(sorted(m for m in ("tensorflow", "tensorflow_recommenders", "tf_keras") if m in sys.modules))
 """

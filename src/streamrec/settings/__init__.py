@@ -6,7 +6,6 @@ Library code receives a :class:`Settings` (or a connection) and never reads ``os
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -250,8 +249,9 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``STREAMREC_*`` variables (``os.environ`` when ``env`` is None).
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from the ``STREAMREC_*`` variables of ``env`` (an app passes
+        ``os.environ`` at its edge; library code never reads it).
 
         Variables: ``STREAMREC_REDIS_URL``, ``STREAMREC_REDIS_CA_CERTS``, ``STREAMREC_HOME``,
         ``STREAMREC_BATCH_SIZE``, ``STREAMREC_LINGER``,
@@ -270,7 +270,6 @@ class Settings:
         ``STREAMREC_RETRAIN_EVERY``; unset: never), ``STREAMREC_DRIFT_THRESHOLD``,
         ``STREAMREC_DRIFT_USERS``, ``STREAMREC_METRICS_PORT`` (0: none).
         """
-        env = os.environ if env is None else env
         kw: dict[str, Any] = {}
         url = env.get("STREAMREC_REDIS_URL", "").strip()
         if url:

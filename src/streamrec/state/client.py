@@ -89,7 +89,7 @@ class RecommendationClient:
 
     Example::
 
-        client = RecommendationClient(Settings.from_env())
+        client = RecommendationClient(Settings.from_env(os.environ))
         for rec in client.get("alice", 10, names=True).items:
             print(rec.item, rec.name, rec.score)
     """
