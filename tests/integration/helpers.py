@@ -29,6 +29,7 @@ ALS_CONFIG = SyntheticConfig(n_users=150, n_items=120, n_groups=4, events_per_us
 #: A worker in a fresh interpreter: drains the events queue, then prints which of TensorFlow,
 #: TFRS and tf-keras it ever imported (workers must import none).
 TF_FREE_WORKER = """
+import os
 import sys
 from streamrec.settings import Settings
 from streamrec.state.connection import connect
