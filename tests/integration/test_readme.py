@@ -33,6 +33,7 @@ def test_the_readme_examples_use_only_the_public_api() -> None:
     assert len(blocks) == 2
     imports = {line for b in blocks for line in b.splitlines() if "import" in line}
     assert imports == {
+        "import os",  # the app's edge reads its environment: Settings.from_env(os.environ)
         "from streamrec import Producer, Settings",
         "from streamrec import RecommendationClient, Settings",
     }
