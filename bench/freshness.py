@@ -1,13 +1,15 @@
 """Freshness: how soon a pushed event shows in the user's cached list, under load.
 
     python bench/freshness.py [--rate 2000] [--seconds 20] [--warmup 3] [--workers 1]
-                              [--data …/ml-100k] [--models als[,two-tower,...]]
+                              [--shards N] [--data …/ml-100k] [--models als[,two-tower,...]]
                               [--items 1000000]
 
 1. State: MovieLens 100K imported (or, without it, synthetic data of the same size) and
    the ``--models`` trained (this process is the trainer; the workers import no
    TensorFlow), on the embedded Redis under a temporary home.
-2. One worker process (it loads the model before its first job); the producer sends a
+2. ``streamrec worker --processes <--workers>`` with ``--shards`` event shards (default:
+   one per process, each process serving its own; the processes load the models before
+   their first job); the producer sends each user's events to the user's shard, a
    sustained ``--rate`` events/s of ML-100K-like traffic for ``--warmup`` + ``--seconds``
    (linger from ``STREAMREC_LINGER``). A fresh worker reads each user's history once before
    it can mirror it, so probes count after the warm-up; the whole run is reported too.
@@ -319,7 +321,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--shards", type=int, help="event shards (default: one per worker process)")
     parser.add_argument(
         "--warmup",
         type=float,
@@ -341,7 +344,13 @@ def main() -> None:
     models = tuple(args.models.split(","))
 
     home = Path(tempfile.mkdtemp(prefix="streamrec-fresh-"))
-    env = dict(os.environ, STREAMREC_HOME=str(home), OPENBLAS_NUM_THREADS="1")
+    shards = args.workers if args.shards is None else args.shards
+    env = dict(
+        os.environ,
+        STREAMREC_HOME=str(home),
+        OPENBLAS_NUM_THREADS="1",
+        STREAMREC_EVENT_SHARDS=str(shards),
+    )
     settings = Settings.from_env(env)
     conn = connect(settings)
     workers: list[subprocess.Popen[bytes]] = []
@@ -382,14 +391,15 @@ def main() -> None:
             f"{capacity[0]:,.0f} events/s one job at a time ({capacity[15] / capacity[0]:.2f}×)"
         )
 
-        command = [sys.executable, "-m", "streamrec", "worker"]
-        workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
-        time.sleep(1.5)  # the workers load the model before the clock starts
+        # one supervisor starting the processes, each serving its own shards
+        command = [sys.executable, "-m", "streamrec", "worker", "--processes", str(args.workers)]
+        workers = [subprocess.Popen(command, env=env)]
+        time.sleep(1.5 + 0.5 * args.workers)  # the workers load the model before the clock starts
         steady, early, sent, elapsed = sustained_load(
             conn, settings, users, items, args.rate, args.seconds, args.warmup, models
         )
         print(
-            f"{args.workers} worker(s) serving {', '.join(models)}, "
+            f"{args.workers} worker(s) on {shards} event shard(s) serving {', '.join(models)}, "
             f"linger {settings.linger * 1000:.0f} ms, sustained "
             f"{sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events)"
         )

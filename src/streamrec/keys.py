@@ -7,14 +7,51 @@ All keys start with ``streamrec:`` so that ``SCAN streamrec:*`` accounts for eve
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Literal
 
 PREFIX = "streamrec"
 
+#: The events queue of shard 0 (shard ``n`` > 0 is ``events-<n>``, see :func:`events_queue`).
 EVENTS_QUEUE = "events"
 TRAINING_QUEUE = "training"
 ALL_QUEUES = (EVENTS_QUEUE, TRAINING_QUEUE)
+#: Most event shards (``settings.event_shards``).
+MAX_EVENT_SHARDS = 64
+
+
+def events_queue(shard: int = 0) -> str:
+    """The events queue of ``shard``: ``events`` for shard 0, ``events-<shard>`` after."""
+    return EVENTS_QUEUE if shard == 0 else f"{EVENTS_QUEUE}-{shard}"
+
+
+def events_queues(shards: int) -> list[str]:
+    """The events queues of ``shards`` shards, shard 0 first."""
+    return [events_queue(n) for n in range(shards)]
+
+
+def is_events_queue(name: str) -> bool:
+    """Whether ``name`` is the events queue of some shard (``events``, ``events-1`` …
+    ``events-63``)."""
+    return name in _EVENTS_QUEUES
+
+
+def all_queues(shards: int) -> list[str]:
+    """Every queue of a deployment with ``shards`` event shards: the events queues, then
+    ``training``."""
+    return [*events_queues(shards), TRAINING_QUEUE]
+
+
+def shard_of(user: str, shards: int) -> int:
+    """The event shard of ``user``: every event of a user goes to one shard's queue, so one
+    worker applies and serves them all (a stable hash: CRC-32 of the UTF-8 id)."""
+    if shards <= 1:
+        return 0
+    return zlib.crc32(user.encode("utf-8", "surrogatepass")) % shards
+
+
+_EVENTS_QUEUES = frozenset(events_queues(MAX_EVENT_SHARDS))
 
 Space = Literal["users", "items"]
 

@@ -5,7 +5,8 @@ Delivery contract:
 - :meth:`Producer.send` either buffers the event and returns it, or raises without
   buffering it: :class:`~streamrec.errors.InvalidEventError` for a malformed event,
   :class:`~streamrec.errors.DeliveryError` when ``max_buffered`` events are already waiting
-  for a Redis that does not take them. It never talks to Redis itself.
+  for a Redis that does not take them. It never talks to Redis itself. A user's events go
+  to the events queue of the user's shard (:func:`~streamrec.keys.shard_of`).
 - A background thread delivers batches in order. A batch is sealed (its id and events
   fixed) before its first delivery attempt and only ever retried whole under that id, so
   an enqueue whose reply was lost (Redis may have executed it) is retried safely: the
@@ -28,11 +29,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import redis
 from rq import Queue, Retry
+from rq.queue import EnqueueData
 
 from streamrec import keys
 from streamrec.errors import DeliveryError
@@ -55,6 +58,19 @@ BACKOFF_MAX = 1.0
 RESEND_WINDOW = 5.0
 
 
+#: A sealed batch: its id, its events and the queue it goes to.
+Batch = tuple[str, list[dict[str, Any]], str]
+
+
+@dataclass
+class _Open:
+    """The open batch of one queue; ``oldest``: when it got its first event (monotonic)."""
+
+    batch_id: str
+    events: list[dict[str, Any]]
+    oldest: float
+
+
 class Producer:
     """Buffers validated events and enqueues one ``apply_events`` job per micro-batch.
 
@@ -71,7 +87,8 @@ class Producer:
         batch_size: overrides ``settings.batch_size``.
         linger: overrides ``settings.linger`` (seconds; 0 seals only full batches and on
             flush).
-        queue_name: RQ queue to send to.
+        queue_name: RQ queue to send every event to (default: the events queue of each
+            event's user's shard).
 
     Raises:
         ConfigError: ``batch_size`` out of range.
@@ -89,26 +106,26 @@ class Producer:
         connection: redis.Redis | None = None,
         batch_size: int | None = None,
         linger: float | None = None,
-        queue_name: str = keys.EVENTS_QUEUE,
+        queue_name: str | None = None,
     ) -> None:
         settings = Settings() if settings is None else settings
         self.settings = settings
         self.batch_size = settings.with_(batch_size=batch_size or settings.batch_size).batch_size
         self.linger = settings.linger if linger is None else linger
         self.validator = EventValidator(settings)
-        self.queue_name = queue_name
+        self.queue_name = keys.EVENTS_QUEUE if queue_name is None else queue_name
+        self._shards = settings.event_shards if queue_name is None else 1
+        self._names = keys.events_queues(self._shards) if queue_name is None else [queue_name]
         self._connection = connection
-        self._queue: Queue | None = None
+        self._queues: dict[str, Queue] = {}
         self.batches_sent = 0
         self.events_sent = 0
         self.attempts_failed = 0
         self.batches_resent = 0
-        self._recent: deque[tuple[float, tuple[str, list[dict[str, Any]]]]] = deque()
+        self._recent: deque[tuple[float, Batch]] = deque()
         self._run_id: str | None = None
-        self._open: list[dict[str, Any]] = []
-        self._open_id = ""
-        self._oldest = 0.0
-        self._sealed: deque[tuple[str, list[dict[str, Any]]]] = deque()
+        self._open: dict[str, _Open] = {}  # queue name -> its open batch
+        self._sealed: deque[Batch] = deque()
         # when each batch not yet out of the resend window got its first event (epoch s):
         # carried in the job's meta as ``pushed_at``, the start of the event→cache latency
         self._pushed_at: dict[str, float] = {}
@@ -121,12 +138,15 @@ class Producer:
 
     @property
     def queue(self) -> Queue:
-        """The RQ queue batches go to (connecting to Redis on first use)."""
-        if self._queue is None:
+        """The (first shard's) RQ queue batches go to; connects on first use."""
+        return self._queue_of(self._names[0])
+
+    def _queue_of(self, name: str) -> Queue:
+        if name not in self._queues:
             if self._connection is None:
                 self._connection = connect(self.settings)
-            self._queue = queue(self._connection, self.queue_name)
-        return self._queue
+            self._queues[name] = queue(self._connection, name)
+        return self._queues[name]
 
     @property
     def buffered(self) -> int:
@@ -228,26 +248,30 @@ class Producer:
                             "not accepted",
                         )
                     self._changed.wait(left)
-            if not self._open:
-                self._oldest = time.monotonic()
-                self._open_id = uuid.uuid4().hex
-                self._pushed_at[self._open_id] = time.time()
-            self._open.append(event.to_dict())
+            name = self._names[keys.shard_of(event.user, self._shards)]
+            batch = self._open.get(name)
+            if batch is None:
+                batch = self._open[name] = _Open(uuid.uuid4().hex, [], time.monotonic())
+                self._pushed_at[batch.batch_id] = time.time()
+            batch.events.append(event.to_dict())
             self._buffered += 1
-            if len(self._open) >= self.batch_size:
-                self._seal_locked()
-            elif self.linger > 0 and len(self._open) == 1:
+            if len(batch.events) >= self.batch_size:
+                self._seal_locked(name)
+            elif self.linger > 0 and len(batch.events) == 1:
                 self._start_thread()
                 self._changed.notify_all()
 
-    def _seal_locked(self) -> str | None:
-        if not self._open:
-            return None
-        batch_id = self._open_id
-        self._sealed.append((batch_id, self._open))
-        self._open, self._open_id = [], ""
-        self._start_thread()
-        self._changed.notify_all()
+    def _seal_locked(self, name: str | None = None) -> str | None:
+        """Seal queue ``name``'s open batch (default: all); returns the last id sealed."""
+        names = list(self._open) if name is None else [name]
+        batch_id = None
+        for queue_name in names:
+            batch = self._open.pop(queue_name)
+            self._sealed.append((batch.batch_id, batch.events, queue_name))
+            batch_id = batch.batch_id
+        if batch_id is not None:
+            self._start_thread()
+            self._changed.notify_all()
         return batch_id
 
     def _wait_delivered_locked(self, timeout: float | None) -> None:
@@ -278,9 +302,10 @@ class Producer:
                     if self._closed:
                         return
                     if self._open and self.linger > 0:
-                        left = self._oldest + self.linger - time.monotonic()
+                        name, batch = min(self._open.items(), key=lambda nb: nb[1].oldest)
+                        left = batch.oldest + self.linger - time.monotonic()
                         if left <= 0:
-                            self._seal_locked()
+                            self._seal_locked(name)
                             continue
                         self._changed.wait(left)
                     else:
@@ -312,12 +337,12 @@ class Producer:
                 if error is None:
                     self._run_id, suspect = run_id, False
                     now = time.monotonic()
-                    for batch in batches:
+                    for sent in batches:
                         self._sealed.popleft()
-                        self._recent.append((now, batch))
+                        self._recent.append((now, sent))
                     while self._recent and self._recent[0][0] < now - RESEND_WINDOW:
                         self._pushed_at.pop(self._recent.popleft()[1][0], None)
-                    delivered = sum(len(events) for _, events in batches)
+                    delivered = sum(len(events) for _, events, _ in batches)
                     self._buffered -= delivered
                     self.batches_sent += len(batches)
                     self.events_sent += delivered
@@ -351,23 +376,24 @@ class Producer:
             "producer: the Redis server restarted; sending the last %d batches again", len(again)
         )
 
-    def _enqueue(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        """Enqueue sealed batches in one transaction (each under its own fixed id)."""
-        settings = self.settings
-        self.queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    JOB_FUNCTION,
-                    args=(batch_id, events),
-                    job_id=batch_id,
-                    meta={PUSHED_AT: self._pushed_at.get(batch_id)},
-                    description=f"apply_events {batch_id} ({len(events)} events)",
-                    result_ttl=0,
-                    timeout=settings.job_timeout,
-                    retry=Retry(max=settings.job_retries),
-                )
-                for batch_id, events in batches
-            ]
+    def _enqueue(self, batches: list[Batch]) -> None:
+        """Enqueue sealed batches in one transaction, each under its fixed id on its queue."""
+        with self.queue.connection.pipeline() as pipe:
+            for name in dict.fromkeys(name for _, _, name in batches):
+                jobs = [self._job(batch_id, events) for batch_id, events, n in batches if n == name]
+                self._queue_of(name).enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+        for batch_id, events, name in batches:
+            logger.debug("producer: sent batch %s (%d events) to %s", batch_id, len(events), name)
+
+    def _job(self, batch_id: str, events: list[dict[str, Any]]) -> EnqueueData:
+        return Queue.prepare_data(
+            JOB_FUNCTION,
+            args=(batch_id, events),
+            job_id=batch_id,
+            meta={PUSHED_AT: self._pushed_at.get(batch_id)},
+            description=f"apply_events {batch_id} ({len(events)} events)",
+            result_ttl=0,
+            timeout=self.settings.job_timeout,
+            retry=Retry(max=self.settings.job_retries),
         )
-        for batch_id, events in batches:
-            logger.debug("producer: sent batch %s (%d events)", batch_id, len(events))

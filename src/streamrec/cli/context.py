@@ -61,14 +61,14 @@ class AppContext:
     def warn_if_unattended(self) -> None:
         """Warn (on stderr) when events wait in the queue and no worker listens to it: they
         are kept, but nothing applies them until ``streamrec worker`` runs."""
-        events = queue(self.connection, keys.EVENTS_QUEUE)
-        waiting = events.count
-        if waiting and not Worker.count(connection=self.connection, queue=events):
-            self.err.print(
-                f"[yellow]warning:[/] {waiting} batch(es) of events wait in queue "
-                f"'{keys.EVENTS_QUEUE}' and no worker listens: start one with "
-                "`streamrec worker`"
-            )
+        for name in keys.events_queues(self.settings.event_shards):
+            events = queue(self.connection, name)
+            waiting = events.count
+            if waiting and not Worker.count(connection=self.connection, queue=events):
+                self.err.print(
+                    f"[yellow]warning:[/] {waiting} batch(es) of events wait in queue "
+                    f"'{name}' and no worker listens: start one with `streamrec worker`"
+                )
 
 
 class CommandError(click.ClickException):

@@ -77,7 +77,8 @@ def demo(
     app.console.rule(f"3. live: {len(live):,} events at {rate:g}/s through producer → RQ → worker")
     watched = next((e.user for e in live if e.user in newcomers), data.users()[0])
     client = RecommendationClient(app.settings, connection=conn)
-    workers = spawn_workers(1, [keys.EVENTS_QUEUE], app.settings, environ=os.environ)
+    queues = keys.events_queues(app.settings.event_shards)
+    workers = spawn_workers(1, queues, app.settings, environ=os.environ)
     try:
         _wait_for_worker(conn)
         target = read_counts(conn).events_applied + len(live)

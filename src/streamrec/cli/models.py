@@ -105,7 +105,7 @@ def recommend(app: AppContext, user: str, k: int, model: str, as_json: bool) -> 
     if found is None:
         raise NotFoundError(f"no list for {user!r} and no popular list yet: train a model first")
     now = int(app.connection.get(keys.user_version_key(user)) or 0)
-    waiting = pending_events(app.connection, user)
+    waiting = pending_events(app.connection, user, shards=app.settings.event_shards)
     fresh = {
         "age_seconds": round(time.time() - found.computed_at, 3),
         "history_version_now": now,

@@ -21,7 +21,7 @@ from streamrec.state.embedded import EmbeddedRedis
 from streamrec.state.erasure import forget_user
 from streamrec.state.quarantine import Quarantine
 from streamrec.worker.exporter import metrics_registry, serve_metrics
-from streamrec.worker.processes import supervise
+from streamrec.worker.processes import shard_queues, supervise
 from streamrec.worker.runner import run_worker, worker_connection
 from streamrec.worker.status import Status, collect_status
 
@@ -33,9 +33,8 @@ from streamrec.worker.status import Status, collect_status
     "-q",
     "queues",
     multiple=True,
-    default=(keys.EVENTS_QUEUE,),
-    show_default=True,
-    help="Queue to serve (repeatable).",
+    help="Queue to serve (repeatable; every process serves them). Default: the events "
+    "queues, each event shard served by one of the processes (STREAMREC_EVENT_SHARDS).",
 )
 @click.option(
     "--processes",
@@ -49,13 +48,19 @@ from streamrec.worker.status import Status, collect_status
 @pass_app
 def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int) -> None:
     """Run RQ workers that apply event batches to the state."""
-    unknown = sorted(set(queues) - set(keys.ALL_QUEUES))
+    known = keys.all_queues(app.settings.event_shards)
+    unknown = sorted(set(queues) - set(known))
     if unknown:
         raise click.BadParameter(
-            f"{', '.join(unknown)} (queues are {', '.join(keys.ALL_QUEUES)})", param_hint="--queue"
+            f"{', '.join(unknown)} (queues are {', '.join(known)})", param_hint="--queue"
         )
+    queue_sets = (
+        [list(queues)] * processes if queues else shard_queues(processes, app.settings.event_shards)
+    )
     click.echo(
-        f"streamrec worker: {processes} process(es) on queue(s) {', '.join(queues)}", err=True
+        f"streamrec worker: {processes} process(es) on queue(s) "
+        f"{'; '.join(', '.join(names) for names in dict.fromkeys(map(tuple, queue_sets)))}",
+        err=True,
     )
     port = app.settings.metrics_port
     if processes == 1:
@@ -63,7 +68,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
             serve_metrics(port, metrics_registry(app.connection, app.settings, registry.names()))
         try:
             connection = worker_connection(app.settings)
-            run_worker(connection, app.settings, queues, burst=burst, freeze=True)
+            run_worker(connection, app.settings, queue_sets[0], burst=burst, freeze=True)
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from exc
         return
@@ -79,7 +84,7 @@ def worker(app: AppContext, burst: bool, queues: tuple[str, ...], processes: int
         serve_metrics(port, metrics_registry(app.connection, settings, registry.names(), folder))
         settings = settings.with_(metrics_port=0)
     try:
-        code = supervise(processes, queues, settings, environ=environ, burst=burst)
+        code = supervise(queue_sets, settings, environ=environ, burst=burst)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if code:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from streamrec import keys
 from streamrec.errors import ConfigError
 
 # the text parsers live beside (settings.parsing); these are re-exported here
@@ -85,6 +86,9 @@ class Settings:
             before it exits with an error.
         drain_batches: event batches a worker takes from the queue behind the one it runs,
             to apply and serve them together when it falls behind (0 = one at a time).
+        event_shards: events queues; the producer sends each user's events to one of them
+            (by a hash of the user id), so workers on different shards share no user (see
+            ``streamrec worker --processes``).
         retrain_every: seconds between scheduled retrains, per model (``"*"``: any trained
             model not named; a missing entry or 0: never on a clock).
         retrain_after_events: events applied since a model's last publish that make the
@@ -135,6 +139,7 @@ class Settings:
     worker_ttl: int = 30
     reconnect_timeout: float = 300.0
     drain_batches: int = 15
+    event_shards: int = 1
     retrain_every: Mapping[str, float] = field(default_factory=lambda: every_model(86_400.0))
     retrain_after_events: Mapping[str, float] = field(default_factory=lambda: every_model(100_000))
     rebuild_every: Mapping[str, float] = field(default_factory=lambda: every_model(3_600.0))
@@ -173,6 +178,11 @@ class Settings:
             raise ConfigError(
                 f"drain_batches must be between 0 and {MAX_DRAIN_BATCHES} "
                 f"(got {self.drain_batches!r})"
+            )
+        if not 1 <= self.event_shards <= keys.MAX_EVENT_SHARDS:
+            raise ConfigError(
+                f"event_shards must be between 1 and {keys.MAX_EVENT_SHARDS} "
+                f"(got {self.event_shards!r})"
             )
         for name in _PER_MODEL.values():
             for model, value in getattr(self, name).items():
@@ -340,6 +350,7 @@ _NUMBERS: dict[str, tuple[str, type]] = {
     "STREAMREC_WORKER_TTL": ("worker_ttl", int),
     "STREAMREC_RECONNECT_TIMEOUT": ("reconnect_timeout", float),
     "STREAMREC_DRAIN_BATCHES": ("drain_batches", int),
+    "STREAMREC_EVENT_SHARDS": ("event_shards", int),
     "STREAMREC_SCHEDULER_TTL": ("scheduler_ttl", float),
     "STREAMREC_DRIFT_THRESHOLD": ("drift_threshold", float),
     "STREAMREC_DRIFT_USERS": ("drift_users", int),

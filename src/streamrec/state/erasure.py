@@ -81,7 +81,7 @@ def forget_user(
         models: every model that may cache a list of the user (the model registry's names).
     """
     events = jobs = 0
-    for job_id in _job_ids(connection):
+    for job_id in _job_ids(connection, keys.events_queues(settings.event_shards)):
         removed = _scrub_job(connection, job_id, user)
         events += removed
         jobs += bool(removed)
@@ -100,20 +100,21 @@ def forget_user(
     return report
 
 
-def _job_ids(connection: redis.Redis) -> Iterator[str]:
-    """Every job id RQ holds for the events queue, once each."""
-    q = queue(connection, keys.EVENTS_QUEUE)
+def _job_ids(connection: redis.Redis, queues: Sequence[str]) -> Iterator[str]:
+    """Every job id RQ holds for the events ``queues`` (every shard's), once each."""
     seen: set[str] = set()
-    lists = [q.key, q.intermediate_queue_key]
-    found = [raw for key in lists for raw in connection.lrange(key, 0, -1)]
-    for registry in (
-        StartedJobRegistry(queue=q),
-        FailedJobRegistry(queue=q),
-        ScheduledJobRegistry(queue=q),  # type: ignore[no-untyped-call]
-        DeferredJobRegistry(queue=q),
-    ):
-        members: list[bytes] = connection.zrange(registry.key, 0, -1)  # type: ignore[assignment]
-        found += [raw.split(b":", 1)[0] for raw in members]
+    found: list[Any] = []
+    for q in (queue(connection, name) for name in queues):
+        for key in (q.key, q.intermediate_queue_key):
+            found += connection.lrange(key, 0, -1)
+        for registry in (
+            StartedJobRegistry(queue=q),
+            FailedJobRegistry(queue=q),
+            ScheduledJobRegistry(queue=q),  # type: ignore[no-untyped-call]
+            DeferredJobRegistry(queue=q),
+        ):
+            members: list[bytes] = connection.zrange(registry.key, 0, -1)  # type: ignore[assignment]
+            found += [raw.split(b":", 1)[0] for raw in members]
     for raw in found:
         job_id = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
         if job_id not in seen:
@@ -150,12 +151,14 @@ def _scrub_job(connection: redis.Redis, job_id: str, user: str) -> int:
     return 0
 
 
-def pending_events(connection: redis.Redis, user: str, max_jobs: int = 2000) -> int | None:
-    """How many events of ``user`` wait in RQ jobs of the events queue (queued, taken,
-    started, failed or scheduled); None when more than ``max_jobs`` jobs are held, where
-    counting would cost too much."""
+def pending_events(
+    connection: redis.Redis, user: str, max_jobs: int = 2000, shards: int = 1
+) -> int | None:
+    """How many events of ``user`` wait in RQ jobs of the events queues of ``shards``
+    shards (queued, taken, started, failed or scheduled); None when more than ``max_jobs``
+    jobs are held, where counting would cost too much."""
     count = 0
-    for n, job_id in enumerate(_job_ids(connection)):
+    for n, job_id in enumerate(_job_ids(connection, keys.events_queues(shards))):
         if n == max_jobs:
             return None
         found = _apply_payload(connection.hget(Job.key_for(job_id), "data"))

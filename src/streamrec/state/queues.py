@@ -29,11 +29,20 @@ RETRAIN_MODEL = "streamrec.worker.jobs.retrain_model"
 REBUILD_INDEX = "streamrec.worker.jobs.rebuild_index"
 CHECK_DRIFT = "streamrec.worker.jobs.check_drift"
 
-#: Which function each queue may carry.
+#: Which function each queue may carry (every shard's events queue as ``events``: see
+#: :func:`allowed_functions`).
 ALLOWED_FUNCTIONS: dict[str, frozenset[str]] = {
     keys.EVENTS_QUEUE: frozenset({APPLY_EVENTS}),
     keys.TRAINING_QUEUE: frozenset({RETRAIN_MODEL, REBUILD_INDEX, CHECK_DRIFT}),
 }
+
+
+def allowed_functions(queue_name: str) -> frozenset[str] | None:
+    """The functions queue ``queue_name`` may carry (None: not a streamrec queue)."""
+    if keys.is_events_queue(queue_name):
+        return ALLOWED_FUNCTIONS[keys.EVENTS_QUEUE]
+    return ALLOWED_FUNCTIONS.get(queue_name)
+
 
 #: The job meta field in which the producer carries when a batch got its first event.
 PUSHED_AT = "pushed_at"
@@ -59,7 +68,7 @@ class SafeJob(Job):
         """
         if not JOB_ID.fullmatch(self.id):
             raise ForbiddenJobError(self.id, f"job id {self.id!r} is not a streamrec job id")
-        allowed = ALLOWED_FUNCTIONS.get(self.origin)
+        allowed = allowed_functions(self.origin)
         if allowed is None:
             raise ForbiddenJobError(self.id, f"queue {self.origin!r} is not a streamrec queue")
         name = self.func_name

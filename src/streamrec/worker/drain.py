@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -57,12 +58,14 @@ class DrainedBatch:
         batch_id: its first argument, as sent.
         events: its second argument, as sent.
         sent_at: when it was enqueued, epoch seconds (None if RQ did not record it).
+        origin: the events queue it was taken from.
     """
 
     job_id: str
     batch_id: Any
     events: Any
     sent_at: float | None
+    origin: str = keys.EVENTS_QUEUE
 
 
 class Drain:
@@ -75,13 +78,21 @@ class Drain:
 
     def __init__(self, connection: redis.Redis, limit: int) -> None:
         self.connection = connection
-        self.queue = queue(connection, keys.EVENTS_QUEUE)
         self.limit = limit
+        self._queues: dict[str, Queue] = {}
 
-    def take(self) -> list[DrainedBatch]:
-        """Move up to ``limit`` jobs from the head of the events queue to its intermediate
-        list and return the event batches among them (others go back to the head)."""
-        src, held = self.queue.key, self.queue.intermediate_queue_key
+    def queue(self, name: str = keys.EVENTS_QUEUE) -> Queue:
+        """The events queue ``name`` (a shard's)."""
+        if name not in self._queues:
+            self._queues[name] = queue(self.connection, name)
+        return self._queues[name]
+
+    def take(self, name: str = keys.EVENTS_QUEUE) -> list[DrainedBatch]:
+        """Move up to ``limit`` jobs from the head of events queue ``name`` to its
+        intermediate list and return the event batches among them (others go back to the
+        head)."""
+        q = self.queue(name)
+        src, held = q.key, q.intermediate_queue_key
         with self.connection.pipeline(transaction=False) as pipe:
             for _ in range(self.limit):
                 pipe.lmove(src, held)
@@ -93,16 +104,16 @@ class Drain:
         taken: list[DrainedBatch] = []
         back: list[str] = []
         for job_id in moved:
-            batch = _batch(fetched.get(job_id))
+            batch = _batch(fetched.get(job_id), name)
             if batch is None or back:  # keep the queue's order behind a job put back
                 back.append(job_id)
             else:
                 taken.append(batch)
         if back:
-            self._put_back(back)
+            self._put_back(q, back)
         return taken
 
-    def follow(self, handler: EventHandler) -> list[DrainedBatch]:
+    def follow(self, handler: EventHandler, name: str = keys.EVENTS_QUEUE) -> list[DrainedBatch]:
         """Keep taking and applying the batches that arrive while a job runs, for up to
         :data:`FOLLOW_SECONDS`, until a take finds none: under a steady load one job then
         serves a stream of batches, each round a drain of its own, without RQ's per-job
@@ -110,7 +121,7 @@ class Drain:
         followed: list[DrainedBatch] = []
         deadline = time.monotonic() + FOLLOW_SECONDS
         while time.monotonic() < deadline:
-            more = self.take()
+            more = self.take(name)
             if not more:
                 break
             handler.handle_many([(d.batch_id, d.events, d.sent_at) for d in more])
@@ -122,22 +133,20 @@ class Drain:
         """Delete the drained jobs: their batches are applied and served."""
         if not batches:
             return
-        held = self.queue.intermediate_queue_key
         with self.connection.pipeline(transaction=False) as pipe:
             for batch in batches:
-                pipe.lrem(held, 1, batch.job_id)
+                pipe.lrem(self.queue(batch.origin).intermediate_queue_key, 1, batch.job_id)
                 # what RQ deletes for a finished job with no result kept (drained jobs have no
                 # dependencies: SafeJob.check refuses them)
                 pipe.delete(Job.key_for(batch.job_id), Job.dependents_key_for(batch.job_id))
             pipe.execute()
 
-    def _put_back(self, job_ids: Sequence[str]) -> None:
-        """Return jobs to the head of the queue, in their order."""
-        held = self.queue.intermediate_queue_key
+    def _put_back(self, q: Queue, job_ids: Sequence[str]) -> None:
+        """Return jobs to the head of queue ``q``, in their order."""
         with self.connection.pipeline(transaction=True) as pipe:
             for job_id in reversed(job_ids):
-                pipe.lrem(held, 1, job_id)
-                pipe.lpush(self.queue.key, job_id)
+                pipe.lrem(q.intermediate_queue_key, 1, job_id)
+                pipe.lpush(q.key, job_id)
             pipe.execute()
 
 
@@ -153,10 +162,11 @@ def _fetch(connection: redis.Redis, job_ids: Sequence[str]) -> list[SafeJob | No
     return [job if isinstance(job, SafeJob) else None for job in jobs]
 
 
-def _batch(job: SafeJob | None) -> DrainedBatch | None:
-    """The event batch a job carries, if it is a plain ``apply_events`` job whose result is
-    not kept (as the producer sends them: a drained job leaves no result behind)."""
-    if job is None or job.origin != keys.EVENTS_QUEUE or job.result_ttl != 0:
+def _batch(job: SafeJob | None, origin: str) -> DrainedBatch | None:
+    """The event batch a job of queue ``origin`` carries, if it is a plain ``apply_events``
+    job whose result is not kept (as the producer sends them: a drained job leaves no
+    result behind)."""
+    if job is None or job.origin != origin or job.result_ttl != 0:
         return None
     try:
         job.check()
@@ -167,7 +177,7 @@ def _batch(job: SafeJob | None) -> DrainedBatch | None:
         return None
     except Exception:  # a field RQ cannot parse: the normal path sets the job aside
         return None
-    return DrainedBatch(job.id, job.args[0], job.args[1], sent_at)
+    return DrainedBatch(job.id, job.args[0], job.args[1], sent_at, origin)
 
 
 def _text(value: Any) -> str:

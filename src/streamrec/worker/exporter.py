@@ -47,12 +47,13 @@ class StateCollector:
 
     Args:
         connection: a redis-py client (used from the HTTP server's thread).
-        settings: the model registry's home.
+        settings: the model registry's home and the event shards.
         models: the models whose versions are reported.
     """
 
     def __init__(self, connection: redis.Redis, settings: Settings, models: Sequence[str]):
         self.connection = connection
+        self.settings = settings
         self.registry = ModelRegistry(connection, settings)
         self.models = list(models)
 
@@ -76,7 +77,7 @@ class StateCollector:
         oldest = GaugeMetricFamily(
             "streamrec_queue_oldest_seconds", "Age of the oldest waiting job.", labels=["queue"]
         )
-        for name in keys.ALL_QUEUES:
+        for name in keys.all_queues(self.settings.event_shards):
             lag = queue_lag(self.connection, name, now)
             depth.add_metric([name], lag.queued_batches)
             oldest.add_metric([name], lag.oldest_queued_seconds or 0.0)

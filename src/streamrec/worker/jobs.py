@@ -10,6 +10,7 @@ function (:data:`~streamrec.state.queues.ALLOWED_FUNCTIONS`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,14 +91,15 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
         raise ConfigError("this worker does not serve the events queue")
     job = get_current_job()
     sent_at = pushed_at(job) if job is not None else None
+    origin = job.origin if job is not None else keys.EVENTS_QUEUE
     drain = binding.drain
-    drained = drain.take() if drain is not None else []
+    drained = drain.take(origin) if drain is not None else []
     outcomes = handler.handle_many(
         [(batch_id, events, sent_at), *((d.batch_id, d.events, d.sent_at) for d in drained)]
     )
     if drain is not None:
         drain.finish(drained)
-        drained += drain.follow(handler)
+        drained += drain.follow(handler, origin)
     if drained:
         logger.info("job %s: applied %d queued batches with it", batch_id, len(drained))
     outcome = outcomes[0]
@@ -111,7 +113,13 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
     }
 
 
-def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = False) -> EventHandler:
+def prepare(
+    connection: redis.Redis,
+    settings: Settings,
+    *,
+    coalesce: bool = False,
+    queues: Sequence[str] = (keys.EVENTS_QUEUE,),
+) -> EventHandler:
     """The event handler of a worker, with the active models already loaded (a worker calls
     this before its first job, so that job does not wait for the load).
 
@@ -121,9 +129,10 @@ def prepare(connection: redis.Redis, settings: Settings, *, coalesce: bool = Fal
         coalesce: defer serving while more event batches are queued; the caller must then
             call the handler's ``flush`` when the queue is empty and before it stops
             (:class:`~streamrec.worker.runner.StreamrecWorker` does).
+        queues: the events queues the worker serves (the shards it owns).
     """
-    events = queue(connection, keys.EVENTS_QUEUE).key
-    busy = (lambda: bool(connection.llen(events))) if coalesce else None
+    lists = [queue(connection, name).key for name in queues]
+    busy = (lambda: _waiting(connection, lists)) if coalesce else None
     online = OnlineServing(connection, settings, busy=busy)
     online.current()
     return EventHandler(connection, settings, hooks=[online.after_batches], deferring=[online])
@@ -169,3 +178,13 @@ def check_drift(model: str = "als") -> dict[str, Any]:
         enqueued = scheduler.retrain_unless_busy(model, reason)
         job_id = None if enqueued is None else enqueued.job_id
     return {**report.as_dict(), "retrain_job": job_id}
+
+
+def _waiting(connection: redis.Redis, lists: Sequence[str]) -> bool:
+    """Whether any of the queue ``lists`` holds a job (one round trip)."""
+    if len(lists) == 1:
+        return bool(connection.llen(lists[0]))
+    with connection.pipeline(transaction=False) as pipe:
+        for key in lists:
+            pipe.llen(key)
+        return any(pipe.execute())

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
+from streamrec import keys
 from streamrec.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,20 +60,22 @@ def stop_workers(children: Sequence[subprocess.Popen[bytes]], timeout: float = 6
 
 
 def supervise(
-    count: int,
-    queue_names: Sequence[str],
+    queue_sets: Sequence[Sequence[str]],
     settings: Settings,
     *,
     environ: Mapping[str, str],
     burst: bool = False,
 ) -> int:
-    """Run ``count`` worker processes (see :func:`spawn_workers`) until SIGTERM or SIGINT,
-    which they get too; a child that dies is started again (except in burst mode).
+    """Run one worker process per entry of ``queue_sets``, on those queues (see
+    :func:`spawn_workers`), until SIGTERM or SIGINT, which they get too; a child that dies
+    is started again on its queues (except in burst mode).
 
     Returns:
         The exit status: 0, or the first non-zero status of a child in burst mode.
     """
-    children = spawn_workers(count, queue_names, settings, environ=environ, burst=burst)
+    children = [
+        spawn_workers(1, names, settings, environ=environ, burst=burst)[0] for names in queue_sets
+    ]
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -92,7 +95,7 @@ def supervise(
                 logger.warning(
                     "worker process %d exited with %s: starting another", child.pid, code
                 )
-                children[n] = spawn_workers(1, queue_names, settings, environ=environ)[0]
+                children[n] = spawn_workers(1, queue_sets[n], settings, environ=environ)[0]
             if burst and all(child.poll() is not None for child in children):
                 return status
             stopping.wait(0.5)
@@ -101,3 +104,13 @@ def supervise(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
+
+
+def shard_queues(processes: int, shards: int) -> list[list[str]]:
+    """The events queues of each of ``processes`` worker processes when ``shards`` event
+    shards exist: every shard has a process, and a process serves shards of its own (one
+    each when there are at least as many processes as shards; a process beyond the shards
+    shares one with another)."""
+    if processes >= shards:
+        return [[keys.events_queue(n % shards)] for n in range(processes)]
+    return [[keys.events_queue(s) for s in range(n, shards, processes)] for n in range(processes)]

@@ -248,8 +248,9 @@ def run_worker(
     crashes = 0
     while True:
         handler = None
-        if keys.EVENTS_QUEUE in queue_names:
-            handler = jobs.prepare(connection, settings, coalesce=True)
+        events = [name for name in queue_names if keys.is_events_queue(name)]
+        if events:
+            handler = jobs.prepare(connection, settings, coalesce=True, queues=events)
         if freeze:  # what is loaded now (modules, numba, the models) lives as long as the
             gc.freeze()  # process: out of the collector's sight, a full collection no longer
             # walks it (135k objects, about 0.1 s); no collection first: it would finalise

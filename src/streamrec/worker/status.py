@@ -51,7 +51,7 @@ class Lag:
     """How far the workers are behind the producers.
 
     Attributes:
-        queued_batches: event batches (jobs) waiting in the events queue.
+        queued_batches: event batches (jobs) waiting in the events queues (every shard's).
         oldest_queued_seconds: age of the oldest of them (None when none waits).
     """
 
@@ -82,7 +82,7 @@ class Status:
 
     Attributes:
         freshness: event→cache latency per model over the last ``freshness_minutes``.
-        lag: the events queue's backlog.
+        lag: the events queues' backlog.
         models: each model's last publish.
         drift: per model, its last drift check's report (``streamrec drift``, or the
             scheduler's ``drift`` task; :class:`~streamrec.serving.drift.DriftReport` as a
@@ -121,8 +121,9 @@ def collect_status(
         models: the models to report (default: every model of the registry).
         minutes: how far back freshness looks.
     """
+    settings = settings or Settings()
     queues = []
-    for name in keys.ALL_QUEUES:
+    for name in keys.all_queues(settings.event_shards):
         q = queue(connection, name)
         queues.append(
             QueueStatus(
@@ -145,7 +146,7 @@ def collect_status(
         for w in Worker.all(connection=connection)
     ]
     models = list(names() if models is None else models)
-    registry = ModelRegistry(connection, settings or Settings())
+    registry = ModelRegistry(connection, settings)
     published = [(name, registry.last_published(name)) for name in models]
     now = time.time()
     return Status(
@@ -155,7 +156,7 @@ def collect_status(
         state=read_counts(connection),
         freshness=read_freshness(connection, models, minutes, now),
         freshness_minutes=minutes,
-        lag=queue_lag(connection, keys.EVENTS_QUEUE, now),
+        lag=events_lag(connection, settings.event_shards, now),
         models=[
             ModelStatus(name, None, None, None)
             if p is None
@@ -164,6 +165,13 @@ def collect_status(
         ],
         drift=DriftReports(connection).read(models) or None,
     )
+
+
+def events_lag(connection: redis.Redis, shards: int, now: float | None = None) -> Lag:
+    """Jobs waiting in the events queues of ``shards`` shards, and the age of the oldest."""
+    lags = [queue_lag(connection, name, now) for name in keys.events_queues(shards)]
+    ages = [lag.oldest_queued_seconds for lag in lags if lag.oldest_queued_seconds is not None]
+    return Lag(sum(lag.queued_batches for lag in lags), max(ages) if ages else None)
 
 
 def queue_lag(connection: redis.Redis, name: str, now: float | None = None) -> Lag:
