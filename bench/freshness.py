@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import queue
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +63,15 @@ from streamrec.state.matrices import MatrixReader
 from streamrec.state.registry import ModelRegistry
 
 PROBE_EVERY = 10
+#: The history version of each entry named in KEYS (-1 for a missing one).
+VERSIONS_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  out[i] = raw and tonumber(string.match(raw, '"history_version":(%d+)')) or -1
+end
+return out
+"""
 
 
 def load_state(conn: redis.Redis, settings: Settings, data: Path) -> tuple[list[str], list[str]]:
@@ -87,9 +95,10 @@ def watch_probes(home: str, models: list[str], todo: Any, done: Any, stop: Any) 
     the user's entry of every model in ``models`` reaches the probe's history version;
     ``None`` when it is done."""
     conn = connect(Settings(home=Path(home)))
-    # the history version is found with a pattern, not by parsing the entry: the watcher
-    # shares the machine with the worker it measures and must stay light
-    version_of = re.compile(rb'"history_version":(\d+)')
+    # Redis reads each entry's history version (a pattern on the stored JSON) and returns
+    # only the numbers: the watcher shares the machine with the workers it measures and must
+    # stay light, so it neither moves whole entries nor parses them (a miss reads as -1)
+    versions_of = conn.register_script(VERSIONS_SCRIPT)
     pending: dict[int, tuple[str, int, float]] = {}
     deadline = None
     while True:
@@ -104,12 +113,13 @@ def watch_probes(home: str, models: list[str], todo: Any, done: Any, stop: Any) 
             time.sleep(0.0005)
             continue
         items = list(pending.items())
-        raws = conn.mget([keys.recommendations_key(u, m) for _, (u, _, _) in items for m in models])
+        stored = versions_of(
+            keys=[keys.recommendations_key(u, m) for _, (u, _, _) in items for m in models]
+        )
         now = time.monotonic()
         for n, (probe, (user, version, sent)) in enumerate(items):
-            entries = raws[n * len(models) : (n + 1) * len(models)]
-            found = [version_of.search(raw) if raw is not None else None for raw in entries]
-            if all(f is not None and int(f.group(1)) >= version for f in found):
+            found = stored[n * len(models) : (n + 1) * len(models)]
+            if all(int(v) >= version for v in found):
                 done.put((probe, user, sent, now - sent))
                 del pending[probe]
         time.sleep(0.002)  # polling must not take the CPU the worker is measured on
@@ -353,6 +363,8 @@ def main() -> None:
     )
     settings = Settings.from_env(env)
     conn = connect(settings)
+    if os.environ.get("AOFMIN"):
+        conn.config_set("auto-aof-rewrite-min-size", os.environ["AOFMIN"])
     workers: list[subprocess.Popen[bytes]] = []
     try:
         users, items = load_state(conn, settings, args.data)
