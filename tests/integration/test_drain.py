@@ -150,3 +150,43 @@ def test_a_foreign_job_behind_a_batch_is_put_back_in_place_never_run_and_set_asi
     assert read_counts(redis_conn).events_applied == 16
     assert not marker.exists()
     assert [e["job_id"] for e in Quarantine(redis_conn).entries(0)] == ["foreign"]
+
+
+def test_ids_whose_job_key_is_missing_or_no_hash_are_put_back_and_nothing_breaks(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """The take script reads each moved job's hash: a key of another type (WRONGTYPE) or a
+    missing one must not fail the take, and such an id goes back in its place."""
+    backlog(redis_conn, settings, 1, tag="first")
+    q = queue(redis_conn)
+    redis_conn.set("rq:job:not-a-hash", "x")
+    redis_conn.rpush(q.key, "not-a-hash", "no-such-job", "bad id with spaces")
+    backlog(redis_conn, settings, 1, tag="last")
+    order = q.get_job_ids()
+
+    taken = Drain(redis_conn, 10).take()
+
+    assert [t.job_id for t in taken] == order[:1]
+    assert q.get_job_ids() == order[1:]
+    assert redis_conn.get("rq:job:not-a-hash") == b"x"
+
+
+def test_each_round_of_follow_finishes_the_batches_of_the_round_before(
+    redis_conn: redis.Redis, settings: Settings
+) -> None:
+    """Taking and finishing share a round trip: the first take finishes the batches given,
+    and the last round's batches are finished when follow ends."""
+    backlog(redis_conn, settings, 3)
+    q = queue(redis_conn)
+    first = Drain(redis_conn, 1).take()
+    EventHandler(redis_conn, settings).handle_many(
+        [(t.batch_id, t.events, t.sent_at) for t in first]
+    )
+    assert q.intermediate_queue.get_job_ids() == [first[0].job_id]
+
+    followed = Drain(redis_conn, 1).follow(EventHandler(redis_conn, settings), finished=first)
+
+    assert len(followed) == 2
+    assert q.count == 0 and q.intermediate_queue.get_job_ids() == []
+    assert job_keys(redis_conn) == []
+    assert read_counts(redis_conn).batches_applied == 3

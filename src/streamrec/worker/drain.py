@@ -4,12 +4,13 @@ RQ's bookkeeping costs a dozen round trips per job (registries, status, clean-up
 the job's size, so a worker that falls behind would spend most of its time on it. While an
 ``apply_events`` job runs, :class:`Drain` moves up to ``limit`` more event jobs from the
 head of the queue to the queue's intermediate list (where a worker keeps the jobs it
-holds) in one round trip; the job applies all their batches together (one round trip, one
-refresh of their users) and then deletes the drained jobs, in one more round trip. At low
-load nothing waits and a job is just itself; under load the cost per batch shrinks as the
-backlog grows. The job then goes on taking the batches that arrived while it ran
+holds) and reads them, in one round trip (``lua/drain_take.lua``); the job applies all
+their batches together (one round trip, one refresh of their users). At low load nothing
+waits and a job is just itself; under load the cost per batch shrinks as the backlog
+grows. The job then goes on taking the batches that arrived while it ran
 (:meth:`Drain.follow`, for up to :data:`FOLLOW_SECONDS`), so a steady stream is served by
-few jobs, round after round, without RQ's bookkeeping between them. Only jobs as the
+few jobs, round after round, without RQ's bookkeeping between them; each round's take
+also deletes the jobs the round before applied. Only jobs as the
 producer sends them are drained (``apply_events``, no
 result kept); anything else is put back at the head of the queue, in order, where the
 worker's normal path takes it (and sets it aside if it must).
@@ -38,6 +39,7 @@ from rq.serializers import JSONSerializer
 from streamrec import keys
 from streamrec.errors import ForbiddenJobError
 from streamrec.state.queues import APPLY_EVENTS, JOB_ID, SafeJob, pushed_at, queue
+from streamrec.state.scripts import script
 
 if TYPE_CHECKING:
     from streamrec.serving.handler import EventHandler
@@ -80,6 +82,7 @@ class Drain:
         self.connection = connection
         self.limit = limit
         self._queues: dict[str, Queue] = {}
+        self._take = script(connection, "drain_take")
 
     def queue(self, name: str = keys.EVENTS_QUEUE) -> Queue:
         """The events queue ``name`` (a shard's)."""
@@ -87,20 +90,27 @@ class Drain:
             self._queues[name] = queue(self.connection, name)
         return self._queues[name]
 
-    def take(self, name: str = keys.EVENTS_QUEUE) -> list[DrainedBatch]:
+    def take(
+        self, name: str = keys.EVENTS_QUEUE, finished: Sequence[DrainedBatch] = ()
+    ) -> list[DrainedBatch]:
         """Move up to ``limit`` jobs from the head of events queue ``name`` to its
         intermediate list and return the event batches among them (others go back to the
-        head)."""
+        head), in one round trip that also finishes ``finished`` (see :meth:`finish`;
+        batches taken from queue ``name``)."""
         q = self.queue(name)
-        src, held = q.key, q.intermediate_queue_key
-        with self.connection.pipeline(transaction=False) as pipe:
-            for _ in range(self.limit):
-                pipe.lmove(src, held)
-            moved = [_text(j) for j in pipe.execute() if j is not None]
+        done = [batch.job_id for batch in finished]
+        reply = self._take(
+            keys=[q.key, q.intermediate_queue_key],
+            args=[self.limit, Job.redis_job_namespace_prefix, *done],
+        )
+        moved = [_text(j) for j in reply[::2]]
         if not moved:
             return []
-        loadable = [j for j in moved if JOB_ID.fullmatch(j)]
-        fetched = dict(zip(loadable, _fetch(self.connection, loadable), strict=True))
+        fetched = {
+            job_id: _restore(self.connection, job_id, raw)
+            for job_id, raw in zip(moved, reply[1::2], strict=True)
+            if JOB_ID.fullmatch(job_id)
+        }
         taken: list[DrainedBatch] = []
         back: list[str] = []
         for job_id in moved:
@@ -113,20 +123,30 @@ class Drain:
             self._put_back(q, back)
         return taken
 
-    def follow(self, handler: EventHandler, name: str = keys.EVENTS_QUEUE) -> list[DrainedBatch]:
+    def follow(
+        self,
+        handler: EventHandler,
+        name: str = keys.EVENTS_QUEUE,
+        finished: Sequence[DrainedBatch] = (),
+    ) -> list[DrainedBatch]:
         """Keep taking and applying the batches that arrive while a job runs, for up to
         :data:`FOLLOW_SECONDS`, until a take finds none: under a steady load one job then
         serves a stream of batches, each round a drain of its own, without RQ's per-job
-        bookkeeping (a dozen round trips). Returns the batches applied."""
+        bookkeeping (a dozen round trips); each round's take finishes the batches of the
+        round before. ``finished``: batches of queue ``name`` applied already, finished by
+        the first take. Returns the batches applied."""
         followed: list[DrainedBatch] = []
+        done = list(finished)  # applied: finished with the next take
         deadline = time.monotonic() + FOLLOW_SECONDS
         while time.monotonic() < deadline:
-            more = self.take(name)
+            more = self.take(name, done)
+            done = []
             if not more:
                 break
             handler.handle_many([(d.batch_id, d.events, d.sent_at) for d in more])
-            self.finish(more)
+            done = more
             followed += more
+        self.finish(done)
         return followed
 
     def finish(self, batches: Sequence[DrainedBatch]) -> None:
@@ -150,16 +170,18 @@ class Drain:
             pipe.execute()
 
 
-def _fetch(connection: redis.Redis, job_ids: Sequence[str]) -> list[SafeJob | None]:
-    """The jobs, or None for any that RQ cannot load."""
+def _restore(connection: redis.Redis, job_id: str, raw: Sequence[bytes]) -> SafeJob | None:
+    """The job of hash fields ``raw`` (flat, as HGETALL gives them), or None when RQ cannot
+    load it."""
+    if not raw:
+        return None
     try:
-        jobs = SafeJob.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
-    except (redis.ConnectionError, redis.TimeoutError):
-        raise
-    except Exception:  # one bad hash spoils the lot: the normal path sorts them out
-        logger.debug("drain: RQ could not load %s", job_ids, exc_info=True)
-        return [None] * len(job_ids)
-    return [job if isinstance(job, SafeJob) else None for job in jobs]
+        job = SafeJob(job_id, connection=connection, serializer=JSONSerializer)
+        job.restore(dict(zip(raw[::2], raw[1::2], strict=True)))
+    except Exception:  # the normal path sorts it out
+        logger.debug("drain: RQ could not load %s", job_id, exc_info=True)
+        return None
+    return job
 
 
 def _batch(job: SafeJob | None, origin: str) -> DrainedBatch | None:

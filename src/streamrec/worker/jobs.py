@@ -98,8 +98,7 @@ def apply_events(batch_id: Any, events: Any) -> dict[str, Any]:
         [(batch_id, events, sent_at), *((d.batch_id, d.events, d.sent_at) for d in drained)]
     )
     if drain is not None:
-        drain.finish(drained)
-        drained += drain.follow(handler, origin)
+        drained += drain.follow(handler, origin, finished=drained)
     if drained:
         logger.info("job %s: applied %d queued batches with it", batch_id, len(drained))
     outcome = outcomes[0]
