@@ -492,9 +492,11 @@ def wait_ready(
     and both HTTP endpoints answer (SystemExit after 120 s or when a process exits)."""
     deadline = time.monotonic() + 120
     while True:
-        by_queue = Counter(q for w in Worker.all(connection=conn) for q in w.queue_names())
+        workers = Worker.all(connection=conn)
+        by_queue = Counter(q for w in workers for q in w.queue_names())
+        event_workers = sum(any(map(keys.is_events_queue, w.queue_names())) for w in workers)
         ready = (
-            by_queue[keys.EVENTS_QUEUE] >= n_workers
+            event_workers >= n_workers  # one per shard with STREAMREC_EVENT_SHARDS
             and by_queue[keys.TRAINING_QUEUE] >= 1
             and bool(conn.exists(keys.scheduler_lease_key()))
         )
