@@ -98,11 +98,7 @@ class Drain:
         head), in one round trip that also finishes ``finished`` (see :meth:`finish`;
         batches taken from queue ``name``)."""
         q = self.queue(name)
-        done = [batch.job_id for batch in finished]
-        reply = self._take(
-            keys=[q.key, q.intermediate_queue_key],
-            args=[self.limit, Job.redis_job_namespace_prefix, *done],
-        )
+        reply = self._run(q, self.limit, finished)
         moved = [_text(j) for j in reply[::2]]
         if not moved:
             return []
@@ -150,16 +146,24 @@ class Drain:
         return followed
 
     def finish(self, batches: Sequence[DrainedBatch]) -> None:
-        """Delete the drained jobs: their batches are applied and served."""
-        if not batches:
-            return
-        with self.connection.pipeline(transaction=False) as pipe:
-            for batch in batches:
-                pipe.lrem(self.queue(batch.origin).intermediate_queue_key, 1, batch.job_id)
-                # what RQ deletes for a finished job with no result kept (drained jobs have no
-                # dependencies: SafeJob.check refuses them)
-                pipe.delete(Job.key_for(batch.job_id), Job.dependents_key_for(batch.job_id))
-            pipe.execute()
+        """Delete the drained jobs: their batches are applied and served (the take script
+        with nothing to take, one round trip per queue)."""
+        by_origin: dict[str, list[DrainedBatch]] = {}
+        for batch in batches:
+            by_origin.setdefault(batch.origin, []).append(batch)
+        for origin, done in by_origin.items():
+            self._run(self.queue(origin), 0, done)
+
+    def _run(self, q: Queue, limit: int, finished: Sequence[DrainedBatch]) -> list[Any]:
+        """``lua/drain_take.lua`` on queue ``q``: finish ``finished`` (what RQ deletes for a
+        finished job with no result kept; drained jobs have no dependencies, SafeJob.check
+        refuses them), then move up to ``limit`` jobs and read them."""
+        done = [batch.job_id for batch in finished]
+        reply: list[Any] = self._take(
+            keys=[q.key, q.intermediate_queue_key],
+            args=[limit, Job.redis_job_namespace_prefix, *done],
+        )
+        return reply
 
     def _put_back(self, q: Queue, job_ids: Sequence[str]) -> None:
         """Return jobs to the head of queue ``q``, in their order."""
