@@ -14,8 +14,10 @@
    (linger from ``STREAMREC_LINGER``). A fresh worker reads each user's history once before
    it can mirror it, so probes count after the warm-up; the whole run is reported too.
    Every 10th event is a probe: its user's next history version is known, and a reader
-   process (not a thread: it must not share the producer's interpreter lock) polls that
-   user's cache entries (one per model) until every one's ``history_version`` reaches it.
+   process (not a thread: it must not share the producer's interpreter lock) reads that
+   user's cache entries (one per model) whenever Redis notifies a write to one of them
+   (keyspace notifications, enabled for the run) until every one's ``history_version``
+   reaches it.
    Latency = push call to the last of the user's lists visible, p50/p99.
 3. Fold-in + top-k per user: the model part (fold_in_users + recommend + contributions)
    and the whole refresh of one user (Redis reads, model, CAS write). With ``--items``,
@@ -36,6 +38,7 @@ import multiprocessing
 import os
 import queue
 import random
+import select
 import shutil
 import subprocess
 import sys
@@ -44,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import numpy as np
 import redis
 
@@ -88,41 +92,86 @@ def load_state(conn: redis.Redis, settings: Settings, data: Path) -> tuple[list[
     return users, items
 
 
-def watch_probes(home: str, models: list[str], todo: Any, done: Any, stop: Any) -> None:
+def watch_probes(
+    home: str,
+    models: list[str],
+    probe_users: list[str],
+    todo: Any,
+    done: Any,
+    ready: Any,
+    stop: Any,
+) -> None:
     """The probe watcher, in a process of its own (a thread would share the producer's
-    interpreter lock, and a starved watcher would see entries late): it polls the cache
-    entries of pending probes every 2 ms and reports ``(probe, user, sent, latency)`` when
-    the user's entry of every model in ``models`` reaches the probe's history version;
-    ``None`` when it is done."""
+    interpreter lock, and a starved watcher would see entries late): it reports
+    ``(probe, user, sent, latency)`` when the user's entry of every model in ``models``
+    reaches the probe's history version; ``None`` when it is done. ``ready`` is set once
+    it is subscribed: no probe may be sent before (its write could go unnoticed).
+
+    It does not poll: it subscribes to the keyspace notifications of the probe users'
+    cache keys (the run's server has ``notify-keyspace-events K$``) and reads the history
+    versions of a probe's entries each time one of them is written (and when the probe
+    arrives, if one was written since it was sent). It shares the machine with the
+    workers it measures, so it must stay light."""
     conn = connect(Settings(home=Path(home)))
+    db = conn.connection_pool.connection_kwargs.get("db", 0)
+    prefix = f"__keyspace@{db}__:".encode()
     # Redis reads each entry's history version (a pattern on the stored JSON) and returns
-    # only the numbers: the watcher shares the machine with the workers it measures and must
-    # stay light, so it neither moves whole entries nor parses them (a miss reads as -1)
-    versions_of = conn.register_script(VERSIONS_SCRIPT)
-    pending: dict[int, tuple[str, int, float]] = {}
+    # only the numbers: the watcher neither moves whole entries nor parses them (a miss
+    # reads as -1)
+    script = conn.script_load(VERSIONS_SCRIPT)
+    # two connections of its own, used below redis-py's client layers (they cost more CPU
+    # per message than the watcher may take): one subscribed, read with a hiredis parser
+    asker = conn.connection_pool.make_connection()
+    listener = conn.connection_pool.make_connection()
+    owner = {keys.recommendations_key(u, m).encode(): u for u in probe_users for m in models}
+    listener.send_command("SUBSCRIBE", *(prefix + key for key in owner))
+    sock, parser = listener._sock, hiredis.Reader()
+    subscribed = 0
+    while subscribed < len(owner):
+        parser.feed(sock.recv(1 << 16))
+        while (reply := parser.gets()) is not False:
+            subscribed += reply[0] == b"subscribe"
+    ready.set()
+    pending: dict[str, tuple[int, int, float]] = {}  # user -> (probe, version, sent)
+    last_write: dict[str, float] = {}  # user -> when one of its entries was last written
     deadline = None
     while True:
+        written: set[str] = set()
         while not todo.empty():
             probe, user, version, sent = todo.get()
-            pending[probe] = (user, version, sent)
+            pending[user] = (probe, version, sent)
+            if last_write.get(user, -1.0) >= sent:  # written before the probe got here
+                written.add(user)
         if stop.is_set():
             deadline = deadline or time.monotonic() + 60
             if (not pending and todo.empty()) or time.monotonic() > deadline:
                 break
-        if not pending:
-            time.sleep(0.0005)
+        if select.select([sock], [], [], 0.005)[0]:
+            parser.feed(sock.recv(1 << 16))
+            message = parser.gets()
+            while message is not False:
+                user = owner.get(message[1][len(prefix) :])  # subscribe replies: no user
+                if message[0] == b"message" and user is not None:
+                    last_write[user] = time.monotonic()
+                    if user in pending:
+                        written.add(user)
+                message = parser.gets()
+        if not written:
             continue
-        items = list(pending.items())
-        stored = versions_of(
-            keys=[keys.recommendations_key(u, m) for _, (u, _, _) in items for m in models]
-        )
+        users = sorted(written)
+        probed = [keys.recommendations_key(u, m) for u in users for m in models]
+        asker.send_command("EVALSHA", script, len(probed), *probed)
+        stored = asker.read_response()
         now = time.monotonic()
-        for n, (probe, (user, version, sent)) in enumerate(items):
-            found = stored[n * len(models) : (n + 1) * len(models)]
-            if all(int(v) >= version for v in found):
+        for n, user in enumerate(users):
+            probe, version, sent = pending[user]
+            if all(int(v) >= version for v in stored[n * len(models) : (n + 1) * len(models)]):
                 done.put((probe, user, sent, now - sent))
-                del pending[probe]
-        time.sleep(0.002)  # polling must not take the CPU the worker is measured on
+                del pending[user]
+    if pending:
+        print(f"probe watcher: {len(pending)} probe(s) never reached their version", flush=True)
+    listener.disconnect()
+    asker.disconnect()
     done.put(None)
 
 
@@ -146,12 +195,17 @@ def sustained_load(
     background = users[len(users) // 10 :]
     versions = {u: int(conn.get(keys.user_version_key(u)) or 0) for u in probe_users}
     context = multiprocessing.get_context("spawn")
-    todo, done, stop = context.Queue(), context.Queue(), context.Event()
+    todo, done = context.Queue(), context.Queue()
+    ready, stop = context.Event(), context.Event()
+    conn.config_set("notify-keyspace-events", "K$")  # the watcher's wake-ups (string writes)
     watcher = context.Process(
-        target=watch_probes, args=(str(settings.home), list(models), todo, done, stop), daemon=True
+        target=watch_probes,
+        args=(str(settings.home), list(models), probe_users, todo, done, ready, stop),
+        daemon=True,
     )
     watcher.start()
-    time.sleep(1.0)  # the watcher imports and connects
+    if not ready.wait(120):
+        raise RuntimeError("the probe watcher did not subscribe within 120 s")
     waiting: set[str] = set()
     latencies: list[tuple[float, float]] = []  # (sent, latency)
 
@@ -193,6 +247,7 @@ def sustained_load(
     while not collect(block=True):
         pass
     watcher.join(timeout=60)
+    conn.config_set("notify-keyspace-events", "")
     steady = [lat for sent, lat in latencies if sent >= measured_from]
     early = [lat for sent, lat in latencies if sent < measured_from]
     return steady, early, total, elapsed
@@ -363,8 +418,6 @@ def main() -> None:
     )
     settings = Settings.from_env(env)
     conn = connect(settings)
-    if os.environ.get("AOFMIN"):
-        conn.config_set("auto-aof-rewrite-min-size", os.environ["AOFMIN"])
     workers: list[subprocess.Popen[bytes]] = []
     try:
         users, items = load_state(conn, settings, args.data)
@@ -407,13 +460,16 @@ def main() -> None:
         command = [sys.executable, "-m", "streamrec", "worker", "--processes", str(args.workers)]
         workers = [subprocess.Popen(command, env=env)]
         time.sleep(1.5 + 0.5 * args.workers)  # the workers load the model before the clock starts
+        forks = int(conn.info("stats")["total_forks"])
         steady, early, sent, elapsed = sustained_load(
             conn, settings, users, items, args.rate, args.seconds, args.warmup, models
         )
+        forks = int(conn.info("stats")["total_forks"]) - forks
         print(
             f"{args.workers} worker(s) on {shards} event shard(s) serving {', '.join(models)}, "
             f"linger {settings.linger * 1000:.0f} ms, sustained "
-            f"{sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events)"
+            f"{sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events); "
+            f"Redis forked {forks} time(s) meanwhile (snapshots, AOF rewrites)"
         )
         for label, latencies in (
             (f"after {args.warmup:g} s warm-up", steady),
