@@ -215,7 +215,10 @@ class TwoTower(SimilarByCosine):
     def fold_in_users(self, rows: sp.csr_matrix) -> np.ndarray:
         """Query vectors of users from their histories (raw weights), ``(n, dim)``; a user
         with no item the user tower knows gets a zero vector."""
-        w = self.weights(rows)
+        return self.queries(self.weights(rows))
+
+    def queries(self, w: sp.csr_matrix) -> np.ndarray:
+        """Query vectors from pooling weights (:meth:`weights`), ``(n, dim)``."""
         queries = np.asarray(w @ self._projected, dtype=np.float32) + self.bias
         queries[np.asarray(w.sum(axis=1)).ravel() == 0] = 0
         return queries
@@ -231,9 +234,13 @@ class TwoTower(SimilarByCosine):
     def because(self, rows: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
         """Per user and recommended item, the ``n`` history items with the largest share of
         the item's score, ``(users, k, n)``, ``-1`` padding."""
+        return self.because_weighted(self.weights(rows), ids, n)
+
+    def because_weighted(self, w: sp.csr_matrix, ids: np.ndarray, n: int = 2) -> np.ndarray:
+        """:meth:`because` from pooling weights (:meth:`weights`) computed once for the
+        queries and the explanations (the serving path)."""
         from streamrec.models.kernels import dot_because
 
-        w = self.weights(rows)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if n == 0 or w.nnz == 0:
             return np.full((*ids.shape, n), -1, dtype=np.int64)

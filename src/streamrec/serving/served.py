@@ -332,13 +332,14 @@ class ServedTwoTower(ServedModel["TwoTower"]):
         stage = self.reranker
         if stage is not None and self._sync_reranker:
             stage.current()
-        queries = model.fold_in_users(served)
+        weights = model.weights(served)  # once, for the queries and the explanations
+        queries = model.queries(weights)
         if stage is None or stage.model is None or ratings is None:
             ids, scores = model.recommend(queries, self.k, seen)
         else:
             ids, scores = model.recommend(queries, self.candidates, seen)
             ids, scores = stage.rerank(ratings, ids, scores, self.k)
-        return ids, scores, model.because(served, ids, self.because)
+        return ids, scores, model.because_weighted(weights, ids, self.because)
 
 
 def _add_new_items(model: Any, matrix: sp.csr_matrix) -> None:
