@@ -114,8 +114,8 @@ class Producer:
         self.linger = settings.linger if linger is None else linger
         self.validator = EventValidator(settings)
         self.queue_name = keys.EVENTS_QUEUE if queue_name is None else queue_name
-        self._shards = settings.event_shards if queue_name is None else 1
-        self._names = keys.events_queues(self._shards) if queue_name is None else [queue_name]
+        shards = keys.events_queues(settings.event_shards)
+        self._names = shards if queue_name is None else [queue_name]  # the queue of each shard
         self._connection = connection
         self._queues: dict[str, Queue] = {}
         self.batches_sent = 0
@@ -248,7 +248,7 @@ class Producer:
                             "not accepted",
                         )
                     self._changed.wait(left)
-            name = self._names[keys.shard_of(event.user, self._shards)]
+            name = self._names[keys.shard_of(event.user, len(self._names))]
             batch = self._open.get(name)
             if batch is None:
                 batch = self._open[name] = _Open(uuid.uuid4().hex, [], time.monotonic())
