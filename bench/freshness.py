@@ -148,14 +148,12 @@ def watch_probes(
                 break
         if select.select([sock], [], [], 0.005)[0]:
             parser.feed(sock.recv(1 << 16))
-            message = parser.gets()
-            while message is not False:
-                user = owner.get(message[1][len(prefix) :])  # subscribe replies: no user
+            while (message := parser.gets()) is not False:
+                user = owner.get(message[1][len(prefix) :])
                 if message[0] == b"message" and user is not None:
                     last_write[user] = time.monotonic()
                     if user in pending:
                         written.add(user)
-                message = parser.gets()
         if not written:
             continue
         users = sorted(written)
