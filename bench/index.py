@@ -327,7 +327,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, help="tree training sample size")
     parser.add_argument("--threads", type=int, default=0, help="ScaNN training threads")
     parser.add_argument("--soar-lambda", type=float, help="SOAR spilling (default: off)")
-    parser.add_argument("--l2-tree", action="store_true", help="squared-L2 k-means tree")
+    parser.add_argument(
+        "--l2-tree", action="store_true", help="squared-L2 tree (default: by the norms' spread)"
+    )
     parser.add_argument("--sweep", action="store_true", help="leaves/reorder trade-off table")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
     parser.add_argument("--sizes", action="store_true", help="first: exact vs ScaNN, 10k-200k")
@@ -347,7 +349,7 @@ def main() -> None:
         **{key: value for key, value in overrides.items() if value is not None},
         training_threads=args.threads,
         soar_lambda=args.soar_lambda,
-        spherical=not args.l2_tree,
+        spherical=False if args.l2_tree else None,  # None: by the norms' spread
     )
     rng = np.random.default_rng(args.seed)
     if args.vectors is not None:  # first: its peak RSS is its own

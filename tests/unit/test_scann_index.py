@@ -22,14 +22,25 @@ from hypothesis import strategies as st
 from streamrec.errors import ConfigError
 from streamrec.models.index import ExactIndex
 from streamrec.models.index.scann import ScannIndex, build_index
-from streamrec.models.index.scann_params import TREE_BELOW, ScannParams
+from streamrec.models.index.scann_params import (
+    SPHERICAL_BELOW_CV,
+    TREE_BELOW,
+    ScannParams,
+    norm_cv,
+)
 
 K = 10
 
 
-def clustered(n: int, dim: int, clusters: int, seed: int = 0) -> np.ndarray:
+def clustered(
+    n: int, dim: int, clusters: int, seed: int = 0, centre_sigma: float = 0.0
+) -> np.ndarray:
+    """Items around ``clusters`` centres of unit-ish norm times log-normal(0,
+    ``centre_sigma``), each item's norm times log-normal(0, 0.25)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim)) / np.sqrt(dim)
+    if centre_sigma:
+        centres *= rng.lognormal(0.0, centre_sigma, (clusters, 1))
     items = centres[rng.integers(0, clusters, n)] + 0.5 * rng.normal(size=(n, dim)) / np.sqrt(dim)
     return (items * rng.lognormal(0.0, 0.25, (n, 1))).astype(np.float32)
 
@@ -228,6 +239,23 @@ def test_small_catalogues_keep_exact_search(items: np.ndarray) -> None:
     sparse = np.zeros((60_000, 4), dtype=np.float32)
     sparse[:100] = 1.0  # counts non-zero rows, not ids
     assert isinstance(build_index(sparse), ExactIndex)
+
+
+def test_the_tree_follows_the_spread_of_the_norms(items: np.ndarray, built: ScannIndex) -> None:
+    assert norm_cv(items) < SPHERICAL_BELOW_CV and built.params.spherical is True
+    # learned factors: whole clusters are long (popular items) or short; an L2 tree
+    wide = clustered(30_000, 32, 300, centre_sigma=0.7)
+    assert norm_cv(wide) > SPHERICAL_BELOW_CV
+    index = ScannIndex(wide)
+    assert index.params.spherical is False and index.requested.spherical is None
+    queries = perturbed(wide, 300)
+    truth, _ = ExactIndex(wide).search(queries, K)
+    assert recall(index.search(queries, K)[0], truth) >= 0.95  # 0.98 here
+    spherical = ScannIndex(wide, ScannParams(spherical=True))
+    assert recall(spherical.search(queries, K)[0], truth) < 0.9  # 0.84 here
+    assert ScannParams(spherical=True).resolved(1_000_000, norm_cv=0.9).spherical is True
+    assert ScannParams().resolved(1_000_000, norm_cv=0.9).spherical is False
+    assert ScannParams().resolved(1_000_000).spherical is True  # spread unknown
 
 
 def test_parameters_follow_the_catalogue_size() -> None:

@@ -32,6 +32,7 @@ from streamrec.models.index.scann_params import (
     EXACT_BELOW,
     ScannParams,
     build_searcher,
+    norm_cv,
     scann_pybind,
 )
 
@@ -62,8 +63,8 @@ class ScannIndex:
         """Build a new searcher over every current non-zero vector (the delta folds in)."""
         valid = np.any(self.vectors != 0, axis=1)
         built = np.flatnonzero(valid)
-        params = self.requested.resolved(len(built))
         data = self.vectors if len(built) == self.n_items else self.vectors[built]
+        params = self.requested.resolved(len(built), norm_cv(data))
         searcher = build_searcher(data, params) if len(built) else None
         self._install(searcher, params, built, valid)
 

@@ -29,7 +29,23 @@ EXACT_BELOW = 50_000
 #: per leaf for a partitioning to pay off.
 TREE_BELOW = 10_000
 
+#: Item norms varying more than this (standard deviation over mean) get a squared-L2 tree
+#: rather than a spherical one: on ALS's catalogue grown to 1M items (``bench/freshness.py
+#: --items``, norms' coefficient of variation 0.57; ALS's learned ML-100K items: 0.54) an
+#: L2 tree found 0.89 of the exact top 20 where a spherical one found 0.66 (20 leaves
+#: searched, 400 reordered); on ``bench/index.py``'s clustered vectors (0.27) the
+#: spherical tree finds 0.99 of the top 10, the L2 tree 0.90.
+SPHERICAL_BELOW_CV = 0.4
+
 _import_lock = threading.Lock()
+
+
+def norm_cv(vectors: np.ndarray) -> float:
+    """The coefficient of variation (standard deviation over mean) of the rows' norms."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))  # no (n, dim) temporary
+    mean = float(norms.mean()) if len(norms) else 0.0
+    return float(norms.std()) / mean if mean > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,13 @@ class ScannParams:
         quantizer_sample_size: items sampled to train the AH quantizer; ``None`` picks
             min(n, 50,000) (more changed neither recall nor speed).
         spherical: partition by direction (spherical k-means) rather than by squared L2;
-            inner-product search over vectors of varied norms needs far fewer leaves so.
+            ``None`` picks it when the items' norms vary little (coefficient of variation
+            below ``SPHERICAL_BELOW_CV``). Items of similar norms are told apart by
+            direction, and a query finds its best ones in fewer leaves so. Where norms
+            vary widely (learned factors: popular items' are long) the best inner
+            products belong to long vectors of many directions, which direction-only
+            leaves scatter; an L2 tree files long vectors in leaves of their own, whose
+            long centres score high for the queries that want them.
         soar_lambda: if set, SOAR spilling (each item also filed under a second leaf
             with an orthogonality-amplified residual, at ``soar_lambda``): fewer leaves
             searched for the same recall, a slower build and a larger index.
@@ -73,7 +95,7 @@ class ScannParams:
     leaves_to_search: int | None = None
     training_sample_size: int | None = None
     quantizer_sample_size: int | None = None
-    spherical: bool = True
+    spherical: bool | None = None
     soar_lambda: float | None = None
     reorder: int = 100
     reorder_multiple: int = 8
@@ -111,10 +133,10 @@ class ScannParams:
                 f"(got {self.anisotropic_threshold})"
             )
 
-    def resolved(self, n_items: int) -> ScannParams:
-        """These parameters with every ``None`` filled in for ``n_items`` searchable items,
-        and the tree shrunk to what ScaNN can train (it fails with fewer points than
-        leaves)."""
+    def resolved(self, n_items: int, norm_cv: float = 0.0) -> ScannParams:
+        """These parameters with every ``None`` filled in for ``n_items`` searchable items
+        whose norms have the coefficient of variation ``norm_cv`` (:func:`norm_cv`), and
+        the tree shrunk to what ScaNN can train (it fails with fewer points than leaves)."""
         leaves = self.num_leaves
         if leaves is None:
             leaves = 0 if n_items < TREE_BELOW else round(0.7 * math.sqrt(n_items))
@@ -128,8 +150,12 @@ class ScannParams:
         quantizer = self.quantizer_sample_size
         if quantizer is None:
             quantizer = 50_000
+        spherical = self.spherical
+        if spherical is None:
+            spherical = norm_cv < SPHERICAL_BELOW_CV
         return replace(
             self,
+            spherical=spherical,
             num_leaves=leaves,
             leaves_to_search=min(max(searched, 1), leaves) if leaves else 0,
             training_sample_size=max(1, min(sample, n_items)),
@@ -185,7 +211,7 @@ def build_searcher(data: np.ndarray, params: ScannParams) -> Any:
             num_leaves=params.num_leaves,
             num_leaves_to_search=params.leaves_to_search,
             training_sample_size=params.training_sample_size,
-            spherical=params.spherical,
+            spherical=bool(params.spherical),
             soar_lambda=params.soar_lambda,
         )
     builder = builder.score_ah(
