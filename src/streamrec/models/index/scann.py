@@ -1,6 +1,6 @@
 """Approximate inner-product search with ScaNN, plus an exact delta for late items.
 
-ScaNN (tree partitioning, 2-bit hashing, exact float32 reorder) indexes the
+ScaNN (tree partitioning, asymmetric hashing, exact float32 reorder) indexes the
 item vectors present at build time. Items upserted afterwards (new ids, or built items
 whose vector changed) are searched exactly in a small numpy *delta*; a re-vectored built
 item is masked in ScaNN's results so its stale vector is never served. Results of both
@@ -238,7 +238,7 @@ class ScannIndex:
         n, n_built = len(q), len(self._built)
         leaves = self.params.leaves_to_search or 0
         if self._searcher is not None and banned is None and not self._n_stale:
-            pos, dist = self._query(q, min(k, n_built), leaves)  # the common, fast path
+            pos, dist = self._query(q, min(k, n_built), k, leaves)  # the common, fast path
             if pos.shape[1] == k and not np.isnan(dist).any():
                 return self._built[pos], dist, []
         ids = np.full((n, k), -1, dtype=np.int64)
@@ -255,7 +255,8 @@ class ScannIndex:
         for round_ in range(self.params.refill_rounds + 1):
             short = []
             for m, rows in _groups(wanted, pending):
-                short += self._keep(rows, self._query(q[rows], m, leaves), k, banned, ids, scores)
+                found = self._query(q[rows], m, k, leaves)
+                short += self._keep(rows, found, k, banned, ids, scores)
             pending = np.asarray(short, dtype=np.int64)
             if len(pending) == 0 or round_ == self.params.refill_rounds:
                 break
@@ -263,8 +264,11 @@ class ScannIndex:
             leaves = min(leaves * 4, self.params.num_leaves or 0)
         return ids, scores, [int(r) for r in pending]
 
-    def _query(self, q: np.ndarray, m: int, leaves: int) -> tuple[np.ndarray, np.ndarray]:
-        pre = max(self.params.reorder, self.params.reorder_multiple * m, m)
+    def _query(self, q: np.ndarray, m: int, k: int, leaves: int) -> tuple[np.ndarray, np.ndarray]:
+        """ScaNN's ``m`` best for ``k`` wanted: the ``m - k`` more are there to be filtered,
+        and need one reordered candidate each, not ``reorder_multiple``."""
+        wanted = min(k, m)
+        pre = max(self.params.reorder, self.params.reorder_multiple * wanted + m - wanted, m)
         found, dist = self._searcher.search_batched(q, m, pre, leaves or None)
         return found.astype(np.int64), dist
 
