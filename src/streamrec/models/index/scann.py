@@ -28,6 +28,7 @@ import numpy as np
 
 from streamrec.errors import ConfigError
 from streamrec.models.index.exact import ExactIndex
+from streamrec.models.index.excluded import ExcludedIds, excluded_of
 from streamrec.models.index.scann_params import (
     EXACT_BELOW,
     ScannParams,
@@ -122,7 +123,7 @@ class ScannIndex:
         n, k = q.shape[0], max(k, 0)
         if k == 0 or self.n_items == 0:
             return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, np.float32)
-        banned = None if exclude is None else _Banned(exclude, n, self.n_items)
+        banned = None if exclude is None else ExcludedIds(exclude, n, self.n_items)
         ids, scores, short = self._search_built(q, k, banned)
         if self.n_delta:
             assert self._delta_index is not None
@@ -131,7 +132,7 @@ class ScannIndex:
             more_ids = np.where(more_ids >= 0, self._delta[more_ids], -1)
             ids, scores = _merge(ids, scores, more_ids, more_scores, k)
         for row in short:
-            ids[row], scores[row] = self._exact_row(q[row], k, _row(banned, row))
+            ids[row], scores[row] = self._exact_row(q[row], k, excluded_of(banned, row))
         return ids, scores
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -231,7 +232,7 @@ class ScannIndex:
         self._position = np.concatenate([self._position, gap])
 
     def _search_built(
-        self, q: np.ndarray, k: int, banned: _Banned | None
+        self, q: np.ndarray, k: int, banned: ExcludedIds | None
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """ScaNN's top-``k`` per row after filtering, refilled by asking for more; rows
         still short after ``refill_rounds`` are returned for exact search."""
@@ -277,7 +278,7 @@ class ScannIndex:
         rows: np.ndarray,
         found: tuple[np.ndarray, np.ndarray],
         k: int,
-        banned: _Banned | None,
+        banned: ExcludedIds | None,
         ids: np.ndarray,
         scores: np.ndarray,
     ) -> list[int]:
@@ -303,7 +304,7 @@ class ScannIndex:
         return [
             int(rows[j])
             for j in np.flatnonzero(counts < k)
-            if counts[j] < self._eligible(_row(banned, int(rows[j])))
+            if counts[j] < self._eligible(excluded_of(banned, int(rows[j])))
         ]
 
     def _eligible(self, banned: np.ndarray) -> int:
@@ -327,37 +328,6 @@ class ScannIndex:
         ids[:top] = np.where(found, part, -1)
         best[:top] = np.where(found, scores[part], -np.inf)
         return ids, best
-
-
-class _Banned:
-    """The excluded ids of one search call, as sorted ``row · n_items + id`` keys (one
-    vectorised lookup for a whole batch). Ids outside ``[0, n_items)`` are dropped."""
-
-    def __init__(self, exclude: Sequence[np.ndarray], n: int, n_items: int) -> None:
-        if len(exclude) != n:
-            raise ValueError(f"exclude needs one entry per query ({n}) (got {len(exclude)})")
-        self.rows = [np.asarray(e, dtype=np.int64).ravel() for e in exclude]
-        self.rows = [r[(r >= 0) & (r < n_items)] for r in self.rows]
-        self.lengths = np.array([len(r) for r in self.rows], dtype=np.int64)
-        self.row_of = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
-        self.ids = np.concatenate(self.rows) if n else np.empty(0, dtype=np.int64)
-        self.stride = n_items
-        self.keys = np.sort(self.row_of * n_items + self.ids)
-
-    def hits(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Whether ``ids[j, :]`` is excluded for query ``rows[j]``."""
-        if len(self.keys) == 0:
-            return np.zeros(ids.shape, dtype=bool)
-        keys = rows[:, None] * self.stride + ids
-        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return np.asarray(self.keys[at] == keys)
-
-    def positions_in(self, sorted_ids: np.ndarray) -> list[np.ndarray]:
-        """Per query, the positions in ``sorted_ids`` of its excluded ids."""
-        at = np.minimum(np.searchsorted(sorted_ids, self.ids), len(sorted_ids) - 1)
-        inside = sorted_ids[at] == self.ids
-        counts = np.bincount(self.row_of[inside], minlength=len(self.rows))
-        return np.split(at[inside], np.cumsum(counts)[:-1])
 
 
 def build_index(
@@ -393,10 +363,6 @@ def _groups(wanted: np.ndarray, pending: np.ndarray) -> list[tuple[int, np.ndarr
     if counts.min() == counts.max():
         return [(int(counts[0]), pending)]
     return [(int(m), pending[counts == m]) for m in np.unique(counts)]
-
-
-def _row(banned: _Banned | None, row: int) -> np.ndarray:
-    return np.empty(0, dtype=np.int64) if banned is None else banned.rows[row]
 
 
 def _ceil_pow2(values: np.ndarray) -> np.ndarray:
