@@ -243,11 +243,13 @@ def test_small_catalogues_keep_exact_search(items: np.ndarray) -> None:
 
 def test_the_tree_follows_the_spread_of_the_norms(items: np.ndarray, built: ScannIndex) -> None:
     assert norm_cv(items) < SPHERICAL_BELOW_CV and built.params.spherical is True
+    assert built.params.dims_per_block == 2
     # learned factors: whole clusters are long (popular items) or short; an L2 tree
     wide = clustered(30_000, 32, 300, centre_sigma=0.7)
     assert norm_cv(wide) > SPHERICAL_BELOW_CV
     index = ScannIndex(wide)
     assert index.params.spherical is False and index.requested.spherical is None
+    assert index.params.dims_per_block == 1  # finer codes where long vectors' errors are long
     queries = perturbed(wide, 300)
     truth, _ = ExactIndex(wide).search(queries, K)
     assert recall(index.search(queries, K)[0], truth) >= 0.95  # 0.98 here
@@ -256,6 +258,7 @@ def test_the_tree_follows_the_spread_of_the_norms(items: np.ndarray, built: Scan
     assert ScannParams(spherical=True).resolved(1_000_000, norm_cv=0.9).spherical is True
     assert ScannParams().resolved(1_000_000, norm_cv=0.9).spherical is False
     assert ScannParams().resolved(1_000_000).spherical is True  # spread unknown
+    assert ScannParams(dims_per_block=2).resolved(1_000_000, norm_cv=0.9).dims_per_block == 2
 
 
 def test_parameters_follow_the_catalogue_size() -> None:
