@@ -30,11 +30,10 @@ EXACT_BELOW = 50_000
 TREE_BELOW = 10_000
 
 #: Item norms varying more than this (standard deviation over mean) get a squared-L2 tree
-#: rather than a spherical one: on ALS's catalogue grown to 1M items (``bench/freshness.py
-#: --items``, norms' coefficient of variation 0.57; ALS's learned ML-100K items: 0.54) an
-#: L2 tree found 0.89 of the exact top 20 where a spherical one found 0.66 (20 leaves
-#: searched, 400 reordered); on ``bench/index.py``'s clustered vectors (0.27) the
-#: spherical tree finds 0.99 of the top 10, the L2 tree 0.90.
+#: rather than a spherical one. Learned factors' norms vary that much (popular items' are
+#: long), and an L2 tree finds far more of their exact top k for the same work; vectors
+#: of similar norms are told apart better by direction. ``bench/freshness.py --items``
+#: (learned-like vectors) and ``bench/index.py`` (similar norms) measure the two cases.
 SPHERICAL_BELOW_CV = 0.4
 
 _import_lock = threading.Lock()
@@ -84,9 +83,8 @@ class ScannParams:
             candidates (with ``k`` of ``k`` the tail is close to random).
         dims_per_block: dimensions per 4-bit block of the AH quantizer; ``None`` picks 2
             for a spherical tree and 1 for an L2 tree: where norms vary widely a long
-            vector's quantization error is as long, and the coarser code needed 1,200
-            reordered candidates for the recall the finer one reaches with 400 (0.96 of
-            the top 20 on ALS's catalogue grown to 1M items), at two thirds of the time.
+            vector's quantization error is as long, and the finer code reaches the same
+            recall with far fewer candidates reordered.
         anisotropic_threshold: the AH quantizer's anisotropic threshold (Google uses 0.2
             for inner products); ``None`` quantizes isotropically: at 1M items it built
             in 15 s of CPU instead of 22 for the same recall after the exact reorder.
