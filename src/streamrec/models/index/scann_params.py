@@ -213,17 +213,18 @@ def build_searcher(data: np.ndarray, params: ScannParams) -> Any:
         data: shape ``(n, dim)``, float32, n ≥ 1; ScaNN copies it.
         params: resolved parameters (:meth:`ScannParams.resolved`).
     """
+    assert params.spherical is not None and params.dims_per_block is not None, "resolved()"
     builder = scann_pybind().builder(data, max(params.reorder, 10), "dot_product")
     if params.num_leaves:
         builder = builder.tree(
             num_leaves=params.num_leaves,
             num_leaves_to_search=params.leaves_to_search,
             training_sample_size=params.training_sample_size,
-            spherical=bool(params.spherical),
+            spherical=params.spherical,
             soar_lambda=params.soar_lambda,
         )
     builder = builder.score_ah(
-        params.dims_per_block or 2,
+        params.dims_per_block,
         anisotropic_quantization_threshold=(
             math.nan if params.anisotropic_threshold is None else params.anisotropic_threshold
         ),
