@@ -392,7 +392,6 @@ def run_load(
     items: list[str],
     models: tuple[str, ...],
     args: argparse.Namespace,
-    shards: int,
     label: str | None,
 ) -> float:
     """``streamrec worker --processes <--workers>`` (one supervisor, each process serving
@@ -417,7 +416,8 @@ def run_load(
         supervisor.wait()
     on = f" at {label}" if label else ""
     print(
-        f"{args.workers} worker(s) on {shards} event shard(s) serving {', '.join(models)}{on}, "
+        f"{args.workers} worker(s) on {settings.event_shards} event shard(s) serving "
+        f"{', '.join(models)}{on}, "
         f"linger {settings.linger * 1000:.0f} ms, sustained "
         f"{sent / elapsed:,.0f} events/s for {elapsed:.1f} s ({sent:,} events); "
         f"Redis forked {forks} time(s) meanwhile (snapshots, AOF rewrites)"
@@ -483,7 +483,7 @@ def main() -> None:
 
         baseline = None
         if args.items:  # the same load on the ML-100K-sized catalogue first: the baseline
-            baseline = run_load(conn, settings, env, users, items, models, args, shards, None)
+            baseline = run_load(conn, settings, env, users, items, models, args, None)
             grow_catalogue(conn, settings, args.items)
             recall = index_recall(conn, settings, users, settings.top_k)
             print(
@@ -513,7 +513,7 @@ def main() -> None:
         )
 
         label = f"{args.items:,} items" if args.items else None
-        p99 = run_load(conn, settings, env, users, items, models, args, shards, label)
+        p99 = run_load(conn, settings, env, users, items, models, args, label)
         if baseline is not None:
             print(
                 f"push → cache p99 at {args.items:,} items over the ML-100K-sized run's: "
